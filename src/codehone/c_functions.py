@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import tree_sitter_c
 from tree_sitter import Language, Node, Parser
@@ -28,6 +28,7 @@ class CFunction:
     is_static: bool
     in_preproc: bool  # defined inside an #if/#ifdef/#else branch
     has_error: bool  # tree-sitter found a syntax error inside it
+    conditions: list[str] = field(default_factory=list)  # macros whose definition would enable its branch
 
 
 @functools.lru_cache(maxsize=1)
@@ -137,19 +138,25 @@ def extract(source: str | bytes) -> list[CFunction]:
     root = tree.root_node
     first_code = _first_code_line(root)
     out: list[CFunction] = []
-    stack: list[tuple[Node, bool]] = [(root, False)]
-    found: list[tuple[Node, bool]] = []
+    # Each entry: node, inside a preprocessor branch?, macros enabling it, macros enabling the enclosing
+    # #if (what an #elif/#else sibling inherits instead of this branch's own condition).
+    stack: list[tuple[Node, bool, tuple[str, ...], tuple[str, ...]]] = [(root, False, (), ())]
+    found: list[tuple[Node, bool, tuple[str, ...]]] = []
     while stack:
-        node, in_pp = stack.pop()
+        node, in_pp, conds, outer = stack.pop()
         for child in node.children:
             if child.type == "function_definition":
-                found.append((child, in_pp))
-            elif child.type in ("preproc_if", "preproc_ifdef", "preproc_else", "preproc_elif", "preproc_elifdef"):
-                stack.append((child, True))
+                found.append((child, in_pp, conds))
+            elif child.type in ("preproc_if", "preproc_ifdef"):
+                stack.append((child, True, conds + tuple(_positive_macros(child)), conds))
+            elif child.type in ("preproc_elif", "preproc_elifdef"):
+                stack.append((child, True, outer + tuple(_positive_macros(child)), outer))
+            elif child.type == "preproc_else":
+                stack.append((child, True, outer, outer))
             elif child.type in ("translation_unit", "linkage_specification", "declaration_list", "ERROR"):
-                stack.append((child, in_pp))
+                stack.append((child, in_pp, conds, outer))
     found.sort(key=lambda t: t[0].start_byte)
-    for node, in_pp in found:
+    for node, in_pp, conds in found:
         decl = node.child_by_field_name("declarator")
         name = _declarator_name(decl)
         body = node.child_by_field_name("body")
@@ -171,8 +178,32 @@ def extract(source: str | bytes) -> list[CFunction]:
                 is_static=is_static,
                 in_preproc=in_pp,
                 has_error=node.has_error,
+                conditions=list(dict.fromkeys(conds)),
             )
         )
+    return out
+
+
+def _positive_macros(node: Node) -> list[str]:
+    """Macros that, when defined, make this #if/#ifdef branch active (not those under `!`)."""
+    if node.type in ("preproc_ifdef", "preproc_elifdef"):
+        if node.children and node.children[0].type in ("#ifndef", "#elifndef"):
+            return []
+        name = node.child_by_field_name("name")
+        return [name.text.decode()] if name is not None else []
+    cond = node.child_by_field_name("condition")
+    out: list[str] = []
+    q = [cond] if cond is not None else []
+    while q:
+        n = q.pop()
+        if n.type == "unary_expression" and n.children and n.children[0].type == "!":
+            continue
+        if n.type == "binary_expression" and n.child_by_field_name("operator") is not None and \
+                n.child_by_field_name("operator").type in ("==", "!=", "<", ">", "<=", ">="):
+            continue  # `#if X == 2` needs a value, not just a definition
+        if n.type == "identifier":
+            out.append(n.text.decode())
+        q.extend(n.children)
     return out
 
 

@@ -193,10 +193,10 @@ def run_mine(
 
     def handle(key: str, res: dict) -> None:
         nonlocal files_done, units_total
-        if res.get("module") and res.get("module_sha"):
-            mp = out / "modules" / f"{res['module_sha']}.wasm"
+        for sha, data in res["modules"].items():
+            mp = out / "modules" / f"{sha}.wasm"
             if not mp.exists():
-                write_text_atomic(mp, res["module"])
+                write_text_atomic(mp, data)
         new, dups, present = [], 0, 0
         for u in res["units"]:
             if u["id"] in unit_ids:

@@ -32,6 +32,7 @@ from ..toolchains import wabt, zig
 
 TARGET = "c-wat"
 KEEP_SYMBOL = "__codehone_keep"
+MAX_ALT_BUILDS = 3
 WRAPPER_NAME = "__codehone_tu.c"
 
 BASE_CFLAGS = [
@@ -46,6 +47,14 @@ BASE_CFLAGS = [
     "-Wno-error=incompatible-pointer-types",
     "-Wno-error=implicit-int",
     "-Wno-error=return-type",
+]
+# WASI's emulation layers for mmap, signals, process clocks and getpid: code written for POSIX
+# compiles and links instead of failing on a missing declaration.
+WASI_EMULATION = [
+    "-D_WASI_EMULATED_MMAN", "-D_WASI_EMULATED_SIGNAL", "-D_WASI_EMULATED_PROCESS_CLOCKS", "-D_WASI_EMULATED_GETPID",
+]
+WASI_EMULATION_LIBS = [
+    "-lwasi-emulated-mman", "-lwasi-emulated-signal", "-lwasi-emulated-process-clocks", "-lwasi-emulated-getpid",
 ]
 LINK_FLAGS = [
     "-mexec-model=reactor",
@@ -75,8 +84,7 @@ class FileResult:
     examples: dict = field(default_factory=dict)  # reason → one example message
     file_reason: str | None = None
     non_utf8: bool = False
-    module_sha: str | None = None
-    module: bytes | None = None
+    modules: dict = field(default_factory=dict)  # sha256 → reference module bytes
     seconds: float = 0.0
     compile_attempts: int = 0
 
@@ -154,7 +162,6 @@ class HeaderIndex:
 
 
 _NOT_FOUND = re.compile(r"fatal error: '([^']+)' file not found")
-_UNDECLARED_AT = re.compile(rf"{re.escape(WRAPPER_NAME)}:(\d+):\d+: error: use of undeclared identifier '(\w+)'")
 
 
 # ---------------------------------------------------------------- compiling
@@ -179,9 +186,15 @@ class CompileOutcome:
     stderr: str
     reason: str | None
     detail: str | None
-    dropped: set[str]
+    dropped: dict[str, str]  # name → why it could not be kept alive (inactive branch, not addressable)
     attempts: int
     flags: list[str]
+
+
+# Declarations WASI code commonly gets from headers a configure step would have included. Only
+# added on a retry, when the compiler reports an implicit declaration.
+_COMMON_HEADERS = ["unistd.h", "fcntl.h", "string.h", "stdlib.h", "stdio.h", "strings.h"]
+_WRAPPER_ERR = re.compile(rf"{re.escape(WRAPPER_NAME)}:(\d+):\d+: error: (.*)")
 
 
 def compile_tu(
@@ -191,28 +204,40 @@ def compile_tu(
     opts: MineOptions,
     index: HeaderIndex | None,
     learned: list[str],
+    extra_defines: list[str] = (),
 ) -> CompileOutcome:
-    """Compile and link one TU; learn include folders and drop names the preprocessor removed."""
+    """Compile and link one TU, repairing what can be repaired from the compiler's own errors.
+
+    Repairs, each driven by a diagnostic: a name the wrapper cannot take the address of (removed
+    by the preprocessor, or a macro) is dropped; a missing header that exists in the repository
+    adds its folder; an implicit declaration pulls in the common POSIX headers; a symbol clash
+    with libc (when mining a libc) links without libc.
+    """
     keep = list(dict.fromkeys(names))
-    dropped: set[str] = set()
+    dropped: dict[str, str] = {}
     inc_flags: list[str] = list(learned)
+    force_includes: list[str] = []
     attempts = 0
     last_err = ""
     use_libc = True
     zig_env = zig.env()
     cache = str(zig.cache_dir())
-    for _round in range(opts.max_include_rounds + 3):
+    for _round in range(opts.max_include_rounds + 4):
+        if not keep:
+            break
         attempts += 1
         src, line_of = _wrapper(path, keep)
         flags = [
             *BASE_CFLAGS,
+            *WASI_EMULATION,
             opts.opt_level,
             f"-I{path.parent}",
             *inc_flags,
             *[f"-I{d}" for d in source.include_dirs + opts.extra_include_dirs],
-            *[f"-D{d}" for d in source.defines + opts.defines],
+            *[f"-D{d}" for d in [*source.defines, *opts.defines, *extra_defines]],
+            *[x for h in force_includes for x in ("-include", h)],
         ]
-        link = LINK_FLAGS if use_libc else [*LINK_FLAGS, "-nostdlib", "-Wl,--no-entry"]
+        link = [*LINK_FLAGS, *WASI_EMULATION_LIBS] if use_libc else [*LINK_FLAGS, "-nostdlib", "-Wl,--no-entry"]
         res = sandbox.run(
             [zig.zig_exe(), "cc", *flags, *link, WRAPPER_NAME, "-o", "out.wasm"],
             files={WRAPPER_NAME: src},
@@ -234,12 +259,14 @@ def compile_tu(
         err = res.stderr
         last_err = err
         progressed = False
-        # 1. Names the preprocessor removed (inactive #if branches): drop them from the wrapper.
-        gone = {m.group(2) for m in _UNDECLARED_AT.finditer(err) if line_of.get(int(m.group(1))) == m.group(2)}
-        if gone:
-            dropped |= gone
-            keep = [n for n in keep if n not in gone]
-            progressed = True
+        # 1. Names the wrapper cannot use: removed by the preprocessor, or macros / not functions.
+        for m in _WRAPPER_ERR.finditer(err):
+            name = line_of.get(int(m.group(1)))
+            if name and name in keep:
+                why = "inactive_preprocessor_branch" if "undeclared identifier" in m.group(2) else "not_addressable"
+                dropped[name] = why
+                keep.remove(name)
+                progressed = True
         # 2. Missing headers that exist somewhere in the repository: add their base folder.
         if index is not None:
             for m in _NOT_FOUND.finditer(err):
@@ -250,19 +277,17 @@ def compile_tu(
                     if flag not in learned:
                         learned.append(flag)
                     progressed = True
-        # 3. Symbols clashing with libc (mining a libc itself): link without libc.
+        # 3. Implicit declarations: what a configured build's HAVE_UNISTD_H etc. would have included.
+        if not force_includes and "call to undeclared function" in err:
+            force_includes = list(_COMMON_HEADERS)
+            progressed = True
+        # 4. Symbols clashing with libc (mining a libc itself): link without libc.
         if use_libc and ("duplicate symbol" in err or "symbol conflict" in err):
             use_libc = False
             progressed = True
-        errors_elsewhere = [
-            ln for ln in err.splitlines() if "error:" in ln and not (
-                WRAPPER_NAME in ln and "undeclared identifier" in ln)
-        ]
-        if not progressed or (not errors_elsewhere and not keep):
+        if not progressed:
             break
-        if not errors_elsewhere and gone:
-            continue
-    reason, detail = classify(last_err)
+    reason, detail = classify(last_err) if last_err else ("nothing_to_compile", "no function could be kept")
     return CompileOutcome(False, None, last_err, reason, detail, dropped, attempts, [])
 
 
@@ -309,7 +334,12 @@ def mine_file(
     index: HeaderIndex | None = None,
     learned: list[str] | None = None,
 ) -> FileResult:
-    """Extract, compile in context and slice every function of one file."""
+    """Extract, compile in context and slice every function of one file.
+
+    A first build uses the file's normal configuration. Functions it could not see (inactive
+    `#ifdef X` branches) get a second build with their enabling macros defined, so alternative
+    implementations are mined too; their units record the extra defines in meta.flags.
+    """
     import time
 
     t0 = time.monotonic()
@@ -331,101 +361,152 @@ def mine_file(
     if not funcs:
         result.seconds = time.monotonic() - t0
         return result
-    src_for_compile = path
-    extra_defines: list[str] = []
+    defines: list[str] = []
     if path.suffix in (".h", ".hh", ".hpp"):
-        extra_defines = c_functions.implementation_macros(text)
-    local_source = source
-    if extra_defines:
-        local_source = Source(**{**source.__dict__, "defines": [*source.defines, *extra_defines]})
+        defines = c_functions.implementation_macros(text)
     learned = learned if learned is not None else []
-    names = [f.name for f in funcs]
-    outcome = compile_tu(src_for_compile, names, local_source, opts, index, learned)
-    result.compile_attempts = outcome.attempts
+    ctx = _Ctx(path, rel, source, opts, index, learned, result)
+
+    pending = _build_pass(ctx, funcs, defines)
+    # Alternative configurations: one extra build per distinct set of enabling macros (at most
+    # MAX_ALT_BUILDS), each defining only that set, since defining them all at once usually
+    # combines branches that were never meant to be built together.
+    tried: set[tuple[str, ...]] = set()
+    while pending and result.file_reason is None and len(tried) < MAX_ALT_BUILDS:
+        groups = Counter(
+            tuple(m for m in f.conditions if not m.startswith("__") and m not in defines) for f in pending
+        )
+        cands = [g for g, _ in groups.most_common() if g and g not in tried]
+        if not cands:
+            break
+        conf = cands[0]
+        tried.add(conf)
+        members = [f for f in pending if set(conf) >= {m for m in f.conditions if not m.startswith("__")}]
+        if not members:
+            continue
+        left = _build_pass(ctx, members, [*defines, *conf], second=True)
+        pending = [f for f in pending if f not in members or f in left]
+    for f in pending:
+        _fail(result, "inactive_preprocessor_branch", f"{rel}:{f.line} {f.name}")
+    result.seconds = time.monotonic() - t0
+    return result
+
+
+@dataclass
+class _Ctx:
+    path: Path
+    rel: str
+    source: Source
+    opts: MineOptions
+    index: HeaderIndex | None
+    learned: list[str]
+    result: FileResult
+
+
+def _build_pass(ctx: _Ctx, funcs: list[c_functions.CFunction], defines: list[str],
+                second: bool = False) -> list[c_functions.CFunction]:
+    """Compile once with `defines`, turn what was built into units; return functions not built."""
+    result, rel = ctx.result, ctx.rel
+    outcome = compile_tu(ctx.path, [f.name for f in funcs], ctx.source, ctx.opts, ctx.index, ctx.learned,
+                         extra_defines=defines)
+    result.compile_attempts += outcome.attempts
     if not outcome.ok:
+        if second:  # the alternative configuration is a bonus; its failure loses nothing more
+            return funcs
         result.file_reason = outcome.reason
         result.failures[outcome.reason] += len(funcs)
-        detail = (outcome.detail or "").replace(str(source.root) + "/", "").replace(str(zig.zig_dir()), "<zig>")
-        result.examples[outcome.reason] = f"{rel}: {detail}"
-        result.seconds = time.monotonic() - t0
-        return result
+        detail = (outcome.detail or "").replace(str(ctx.source.root) + "/", "").replace(str(zig.zig_dir()), "<zig>")
+        result.examples.setdefault(outcome.reason, f"{rel}: {detail}")
+        return []
     invalid = module_error(outcome.wasm)
     if invalid:
+        if second:
+            return funcs
         result.file_reason = "invalid_module"
         result.failures["invalid_module"] += len(funcs)
-        result.examples["invalid_module"] = f"{rel}: {invalid}"
-        result.seconds = time.monotonic() - t0
-        return result
+        result.examples.setdefault("invalid_module", f"{rel}: {invalid}")
+        return []
     with tempfile.NamedTemporaryFile(suffix=".wasm") as tf:
         tf.write(outcome.wasm)
         tf.flush()
         try:
-            module_wat = wabt.wasm2wat(tf.name)
-            fns = wat.functions(module_wat)
+            fns = wat.functions(wabt.wasm2wat(tf.name))
         except (RuntimeError, wat.WatSyntaxError) as e:
+            if second:
+                return funcs
             result.file_reason = "wat_print_error"
             result.failures["wat_print_error"] += len(funcs)
-            result.examples["wat_print_error"] = f"{rel}: {e}"
-            return result
-    result.module = outcome.wasm
-    result.module_sha = hashlib.sha256(outcome.wasm).hexdigest()
+            result.examples.setdefault("wat_print_error", f"{rel}: {e}")
+            return []
+    sha = hashlib.sha256(outcome.wasm).hexdigest()
     counts = Counter(f.name for f in funcs)
     active: set[int] | None = None
     if any(c > 1 for c in counts.values()):
-        active = _active_definitions(src_for_compile, outcome.flags, local_source)
+        active = _active_definitions(ctx.path, outcome.flags, ctx.source)
     toolchain = {"zig": zig.version(), "clang": zig.clang_version(), "wabt": wabt.version()}
+    not_built: list[c_functions.CFunction] = []
+    used = False
     for f in funcs:
-        if f.name in outcome.dropped:
-            _fail(result, "inactive_preprocessor_branch", f"{rel}:{f.line} {f.name}")
+        why = outcome.dropped.get(f.name)
+        if why == "not_addressable":
+            _fail(result, why, f"{rel}:{f.line} {f.name} (a macro or not a function after preprocessing)")
+            continue
+        if why is not None:
+            not_built.append(f)
             continue
         if counts[f.name] > 1:
             if active is None:
                 _fail(result, "ambiguous_definition", f"{rel}:{f.line} {f.name} defined {counts[f.name]} times")
                 continue
             if not any(ln in active for ln in range(f.line, min(f.end_line, f.line + 3) + 1)):
-                _fail(result, "inactive_preprocessor_branch", f"{rel}:{f.line} {f.name}")
+                not_built.append(f)
                 continue
         field_ = fns.get("$" + f.name)
         if field_ is None:
-            why = "inactive_preprocessor_branch" if f.in_preproc else "not_emitted"
-            _fail(result, why, f"{rel}:{f.line} {f.name} has no function in the module")
+            if f.in_preproc:
+                not_built.append(f)
+            else:
+                _fail(result, "not_emitted", f"{rel}:{f.line} {f.name} has no function in the module")
             continue
         artifact = wat.strip_typeuse(field_.text)
         if wat.func_body_is_empty(artifact):
             _fail(result, "empty_body", f"{rel}:{f.line} {f.name} compiles to no instructions")
             continue
+        used = True
         unit = Unit(
-            id=content_hash(source.name, rel, f.name, str(f.line), f.source),
+            id=content_hash(ctx.source.name, rel, f.name, str(f.line), f.source),
             target=TARGET,
             language="c",
-            repo=source.name,
-            repo_url=source.url,
-            commit=source.commit,
+            repo=ctx.source.name,
+            repo_url=ctx.source.url,
+            commit=ctx.source.commit,
             path=rel,
             line=f.line,
-            license=source.license,
+            license=ctx.source.license,
             name=f.name,
             signature=f.signature,
             doc=f.doc,
             source=f.source,
             artifact=artifact,
             meta={
-                "module": result.module_sha,
+                "module": sha,
                 "wat_name": "$" + f.name,
                 "flags": outcome.flags,
-                "opt": opts.opt_level,
+                "config_defines": list(defines),
+                "opt": ctx.opts.opt_level,
                 "toolchain": toolchain,
                 "static": f.is_static,
                 "in_preproc": f.in_preproc,
-                "header": path.suffix != ".c",
+                "header": ctx.path.suffix != ".c",
                 "norm_hash": content_hash(normalized_source(f.source)),
                 "source_bytes": len(f.source.encode()),
                 "wat_lines": artifact.count("\n") + 1,
             },
         )
         result.units.append(unit.__dict__)
-    result.seconds = time.monotonic() - t0
-    return result
+    if used:
+        result.modules[sha] = outcome.wasm
+    return not_built
 
 
 def module_error(wasm_bytes: bytes) -> str | None:
