@@ -179,6 +179,56 @@ def _print_mine_summary(stats: dict, out: Path, explain: bool) -> None:
     print(json.dumps({k: stats[k] for k in ("functions_found", "units_written", "yield", "seconds")}))
 
 
+@app.command()
+def build(
+    units: list[str] = typer.Argument(
+        None, help="units.jsonl files, or `codehone mine` output folders (their units.jsonl).", show_default=False
+    ),
+    out: Path = typer.Option(Path("out/dataset"), "-o", "--out", help="Dataset folder to write."),
+    recipe: Path = typer.Option(None, "--recipe", "-r", help="YAML recipe; its `build:` section is used."),
+    sets: list[str] = typer.Option(
+        None, "--set", help="Override a recipe setting, e.g. --set dedup.near.threshold=0.8 "
+        "--set 'output.formats=[chat,alpaca]' --set filters.tokenizer=MODEL_DIR (repeatable)."
+    ),
+) -> None:
+    """Units → a deduplicated, filtered, decontaminated, leak-free dataset with a card.
+
+    Steps: unit filters → exact dedup → MinHash near-dedup → split grouped by repository or file (stable
+    hash) → decontamination of train → render each unit in every prompt mode → token-length limits
+    (dropped, never truncated) → JSONL + Parquet per split and format, units.jsonl, dropped.jsonl,
+    stats.json and README.md (the card, with plots). Same inputs and recipe give byte-identical files.
+    """
+    import time
+
+    from .config import ConfigError, load_build_config
+    from .dataset import BuildError, run_build
+
+    try:
+        cfg = load_build_config(recipe, sets or [])
+        t0 = time.monotonic()
+        stats = run_build(units or [], out, cfg, log=lambda m: console.print(f"[yellow]warning:[/] {m}",
+                                                                               soft_wrap=True, highlight=False))
+    except (ConfigError, BuildError) as e:
+        fail(str(e))
+    except OSError as e:
+        fail(f"{e.filename or ''}: {e.strerror or e}")
+    dt = time.monotonic() - t0
+    d, sp = stats["dedup"], stats["split"]
+    t = Table(title=f"codehone build → {out}", show_header=False)
+    t.add_row("units in", str(stats["units_in"]))
+    t.add_row("malformed lines skipped", str(stats["inputs"]["malformed"]))
+    t.add_row("filtered", ", ".join(f"{k}={v}" for k, v in stats["filtered"].items()) or "0")
+    t.add_row("exact / near duplicates", f"{d['exact_duplicates']} / {d['near_duplicates']}")
+    t.add_row("decontaminated", str(stats["decontam"]["dropped"]))
+    t.add_row("examples dropped for length", ", ".join(f"{k}={v}" for k, v in stats["examples_filtered"].items()) or "0")
+    t.add_row(f"split (by {sp['group_by']})", ", ".join(f"{s}={n}" for s, n in sp["units"].items()) + " units; "
+              + ", ".join(f"{s}={n}" for s, n in sp["examples"].items()) + " examples")
+    t.add_row("seconds", f"{dt:.2f} ({stats['units_in'] / dt:.0f} units/s)" if dt > 0 else "-")
+    console.print(t)
+    print(json.dumps({"units_in": stats["units_in"], "units_out": stats["units_out"], "examples": sp["examples"],
+                      "seconds": round(dt, 3)}))
+
+
 def run() -> None:  # pragma: no cover
     app(prog_name="codehone")
 
