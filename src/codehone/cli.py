@@ -229,6 +229,123 @@ def build(
                       "seconds": round(dt, 3)}))
 
 
+@app.command()
+def check(
+    path: Path = typer.Argument(..., help="One candidate source file, or a SAMPLES.jsonl with one "
+                                "{\"candidate\": ..., \"unit_id\"/\"unit\": ...} object per line.",
+                                show_default=False),
+    target: str = typer.Option(..., "--target", "-t", help="Which judge: c-wat, rust or zig."),
+    jobs: int = typer.Option(1, "-j", "--jobs", help="Candidates judged in parallel (0 = all cores)."),
+    out: Path = typer.Option(None, "-o", "--out", help="Write one verdict per candidate to this JSONL file."),
+    units: Path = typer.Option(None, "--units", help="units.jsonl from `codehone mine`, to resolve `unit_id` "
+                               "(c-wat); its sibling modules/ folder holds the reference modules."),
+    modules: Path = typer.Option(None, "--modules", help="Reference modules folder for c-wat "
+                                 "(default: next to --units)."),
+    cache: Path = typer.Option(None, "--cache", help="Verdict cache folder (default ~/.cache/codehone/verdicts; "
+                               "safe to delete)."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Judge everything afresh and store nothing."),
+    no_tests: bool = typer.Option(False, "--no-tests", help="rust/zig: compile and lint only, skip test blocks."),
+    timeout: float = typer.Option(None, "--timeout", help="Seconds allowed per compile step."),
+) -> None:
+    """Judge candidates in a sandbox: compile, lint, run tests (rust, zig) or execute differentially (c-wat).
+
+    Each verdict says ok, the stage reached (parse/compile/lint/test/...), structured diagnostics (code,
+    message, line), counts (clippy warnings per lint, tests passed/failed), scores (idiomatic, doc rate),
+    timings and the isolation level. Verdicts are cached by content (candidate + target + toolchain +
+    options), so a rerun only judges what changed. Exit status: 0 when every candidate passed, 1 otherwise.
+    """
+    import os
+    import time
+
+    from .check import TARGETS, CheckError, load_candidates, load_units, summarize
+    from .check import check as run_check
+    from .records import write_jsonl_atomic
+
+    if target not in TARGETS:
+        fail(f"unknown target {target!r}; available: {', '.join(TARGETS)}")
+    if jobs < 0:
+        fail("--jobs must be 0 (all cores) or more")
+    jobs = jobs or os.cpu_count() or 1
+    options: dict = {}
+    if no_tests and target != "c-wat":
+        options["run_tests"] = False
+    if timeout is not None:
+        options["timeout_s"] = timeout
+    try:
+        unit_map = load_units(units) if units else None
+        if target == "c-wat":
+            mdir = modules or (units.parent / "modules" if units else None)
+            if mdir is not None:
+                if not mdir.is_dir():
+                    fail(f"reference modules folder not found: {mdir}")
+                options["modules_dir"] = str(mdir)
+        items = load_candidates(path, unit_map)
+        if not items:
+            fail(f"{path}: no candidates")
+        progress = Progress(
+            TextColumn(f"[bold]check {target}[/]"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("[green]{task.fields[ok]}[/] ok · {task.fields[cached]} cached"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=console,
+            transient=False,
+            disable=len(items) < 2,
+        )
+        state = {"ok": 0, "cached": 0}
+        t0 = time.monotonic()
+        with progress:
+            task = progress.add_task("check", total=len(items), ok=0, cached=0)
+
+            def on_progress(done: int, total: int, v) -> None:
+                state["ok"] += v.ok
+                state["cached"] += v.cached
+                progress.update(task, completed=done, ok=state["ok"], cached=state["cached"])
+
+            verdicts = run_check(target, items, jobs=jobs, cache_dir=False if no_cache else cache,
+                                 options=options, units=unit_map, progress=on_progress)
+        seconds = time.monotonic() - t0
+    except CheckError as e:
+        fail(str(e))
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted[/]: verdicts judged so far are cached; run again to resume.")
+        raise typer.Exit(130) from None
+    from .records import to_dict
+
+    rows = []
+    for i, (it, v) in enumerate(zip(items, verdicts, strict=True)):
+        rows.append({"index": i, **(it.meta or {}), "verdict": to_dict(v)})
+    if out:
+        write_jsonl_atomic(out, rows)
+    summary = summarize(verdicts, seconds)
+    _print_check_summary(target, summary, verdicts if len(verdicts) == 1 else [])
+    if not out:
+        for r in rows if len(rows) <= 20 else []:
+            print(json.dumps(r, ensure_ascii=False, sort_keys=True))
+    print(json.dumps(summary, sort_keys=True))
+    raise typer.Exit(0 if summary["ok"] == summary["candidates"] else 1)
+
+
+def _print_check_summary(target: str, s: dict, single: list) -> None:
+    t = Table(title=f"codehone check --target {target}", show_header=False)
+    t.add_row("candidates", str(s["candidates"]))
+    t.add_row("passed", f"[bold green]{s['ok']}[/] ({s['pass_rate'] * 100:.1f}%)")
+    t.add_row("compile rate", f"{s['compile_rate'] * 100:.1f}%")
+    t.add_row("stage reached", ", ".join(f"{k}={v}" for k, v in s["stages"].items()))
+    for k in ("avg_clippy_warnings", "avg_idiomatic_score", "avg_doc_rate", "tests_passed", "tests_failed"):
+        if k in s:
+            t.add_row(k.replace("_", " "), str(s[k]))
+    t.add_row("from cache", str(s["cached"]))
+    t.add_row("isolation", ", ".join(s["isolation"]) or "-")
+    t.add_row("seconds", f"{s['seconds']} ({s['verdicts_per_s']} verdicts/s)")
+    console.print(t)
+    for v in single:
+        for d in v.diagnostics[:10]:
+            where = f"line {d.line}: " if d.line else ""
+            console.print(f"  {d.level} [{d.code or '-'}] {where}{d.message}", highlight=False, soft_wrap=True)
+
+
 def run() -> None:  # pragma: no cover
     app(prog_name="codehone")
 

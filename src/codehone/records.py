@@ -75,6 +75,10 @@ class Verdict:
     timings: dict[str, float] = field(default_factory=dict)
     isolation: str | None = None
     cached: bool = False
+    # Added by `check`: graded metrics (idiomatic score, doc rate...) and the judge's context.
+    scores: dict[str, float] = field(default_factory=dict)
+    target: str | None = None
+    toolchain: str | None = None
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Verdict:

@@ -11,10 +11,20 @@ Every run gets, whatever the isolation level:
 On top of that, the strongest isolation layer the machine has is used:
   * "bwrap": bubblewrap with new network, PID, IPC and UTS namespaces and a
     filesystem that holds only the system directories (read-only), the paths
-    the caller names, and the work directory. Host files such as /etc/passwd or
-    /root are not there, so `include_str!`/`@embedFile` cannot read them.
-  * "unshare-net": only a new network namespace (no loopback route out).
+    the caller names, the work directory and a small private /tmp. Host files
+    such as /etc/passwd, /root or /work are not there, so `include_str!` or
+    `@embedFile` cannot read them. When we are root, the command then drops to
+    an unprivileged, per-run uid (via `setpriv`, with every capability and the
+    bounding set cleared and no_new_privs): the kernel ignores RLIMIT_NPROC for
+    root -- even for root mapped into a user namespace, which is why
+    `bwrap --unshare-user --uid` alone does not stop a fork bomb -- so only a
+    real non-root uid makes the process limit bite. A fresh uid per run means
+    concurrent sandboxes do not share one process budget.
+  * "unshare-net": only a new network namespace (no route out).
   * "rlimits": no namespaces at all; recorded honestly in every verdict.
+In the two fallback levels the command keeps the caller's uid (toolchains under
+/root would be unreachable otherwise), so as root RLIMIT_NPROC does not apply
+there and a fork bomb is stopped only by the timeout and the group kill.
 """
 
 from __future__ import annotations
@@ -22,18 +32,21 @@ from __future__ import annotations
 import functools
 import os
 import resource
+import secrets
 import shutil
 import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 # System directories a compiler needs to exist; everything else of the host is hidden.
 _SYSTEM_RO = ["/usr", "/lib", "/lib64", "/lib32", "/bin", "/sbin", "/etc/alternatives", "/etc/ld.so.cache"]
 _SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
+# Unprivileged uids handed out per run (far above any real account on a normal host).
+_UID_BASE, _UID_SPAN = 1_100_000, 800_000
 
 
 @dataclass
@@ -44,9 +57,10 @@ class Limits:
     cpu_s: int | None = None  # defaults to ceil(timeout)+1
     memory_mb: int = 4096  # RLIMIT_AS
     file_size_mb: int = 64  # RLIMIT_FSIZE: caps every file written, stdout/stderr included
-    nproc: int = 64  # RLIMIT_NPROC (per real uid, so it is checked against the caller's count too)
+    nproc: int = 64  # RLIMIT_NPROC: per real uid (each bwrap run has its own uid when we are root)
     nofile: int = 256
     output_cap: int = 64 * 1024  # bytes of stdout/stderr kept
+    tmp_mb: int = 64  # size of the private /tmp tmpfs under bwrap
 
 
 @dataclass
@@ -67,17 +81,14 @@ class RunResult:
 
 @functools.lru_cache(maxsize=1)
 def best_isolation() -> str:
-    """Probe once which isolation layer works on this machine."""
+    """Probe once which isolation layer works on this machine (CODEHONE_ISOLATION overrides)."""
     if os.environ.get("CODEHONE_ISOLATION"):
         return os.environ["CODEHONE_ISOLATION"]
     bwrap = shutil.which("bwrap")
     if bwrap:
         try:
-            r = subprocess.run(
-                [bwrap, *_bwrap_base_args(), "--", "/bin/true"],
-                capture_output=True,
-                timeout=10,
-            )
+            probe = [bwrap, *_bwrap_base_args(64), "--", *_drop_args(_UID_BASE), "/bin/true"]
+            r = subprocess.run(probe, capture_output=True, timeout=10)
             if r.returncode == 0:
                 return "bwrap"
         except (OSError, subprocess.TimeoutExpired):
@@ -93,7 +104,26 @@ def best_isolation() -> str:
     return "rlimits"
 
 
-def _bwrap_base_args() -> list[str]:
+def _drops_privileges() -> bool:
+    return os.geteuid() == 0 and shutil.which("setpriv") is not None
+
+
+def _drop_args(uid: int) -> list[str]:
+    """`setpriv` prefix that turns root into `uid` with no capabilities at all."""
+    if not _drops_privileges():
+        return []
+    return [
+        shutil.which("setpriv") or "setpriv",
+        f"--reuid={uid}",
+        f"--regid={uid}",
+        "--clear-groups",
+        "--inh-caps=-all",
+        "--bounding-set=-all",
+        "--no-new-privs",
+    ]
+
+
+def _bwrap_base_args(tmp_mb: int) -> list[str]:
     args = [
         "--unshare-net",
         "--unshare-pid",
@@ -105,13 +135,56 @@ def _bwrap_base_args() -> list[str]:
         "/dev",
         "--proc",
         "/proc",
+        "--size",
+        str(tmp_mb * 1024 * 1024),
+        "--perms",
+        "1777",
         "--tmpfs",
         "/tmp",
     ]
     for p in _SYSTEM_RO:
         if os.path.exists(p):
+            if os.path.dirname(p) != "/":
+                args += ["--perms", "0755", "--dir", os.path.dirname(p)]
             args += ["--ro-bind", p, p]
     return args
+
+
+def _parents(paths: Sequence[str]) -> list[str]:
+    """Ancestors bwrap must create for `paths`, made 0755 (bwrap makes them 0700 as root)."""
+    covered = {"/", "/tmp", *_SYSTEM_RO}
+    out: list[str] = []
+    for p in paths:
+        for anc in reversed(Path(p).parents):
+            a = str(anc)
+            if a in covered or any(a.startswith(s + "/") for s in _SYSTEM_RO):
+                continue
+            covered.add(a)
+            out.append(a)
+    return out
+
+
+def _bwrap_argv(
+    argv: list[str],
+    work: Path,
+    limits: Limits,
+    readable: list[str],
+    writable: list[str],
+    uid: int,
+    ro_work: bool,
+) -> list[str]:
+    pre = [shutil.which("bwrap") or "bwrap", *_bwrap_base_args(limits.tmp_mb)]
+    mounts = [p for p in readable + writable if os.path.exists(p)]
+    for d in _parents([*mounts, str(work)]):
+        pre += ["--perms", "0755", "--dir", d]
+    for p in readable:
+        if os.path.exists(p):
+            pre += ["--ro-bind", p, p]
+    for p in writable:
+        if os.path.exists(p):
+            pre += ["--bind", p, p]
+    pre += ["--ro-bind" if ro_work else "--bind", str(work), str(work), "--chdir", str(work)]
+    return [*pre, "--", *_drop_args(uid), *argv]
 
 
 def _preexec(limits: Limits):
@@ -148,6 +221,13 @@ def _read_capped(path: Path, cap: int) -> str:
     return text
 
 
+def _chown_tree(root: Path, uid: int) -> None:
+    for dirpath, dirnames, filenames in os.walk(root):
+        os.lchown(dirpath, uid, uid)
+        for n in (*dirnames, *filenames):
+            os.lchown(os.path.join(dirpath, n), uid, uid)
+
+
 def run(
     cmd: Sequence[str],
     *,
@@ -159,38 +239,60 @@ def run(
     collect: Sequence[str] = (),
     isolation: str | None = None,
     stdin: bytes | None = None,
+    copy_in: Mapping[str, str | os.PathLike] | None = None,
+    readonly_work: bool = False,
+    executables: Sequence[str] = (),
 ) -> RunResult:
     """Run `cmd` in a fresh temp dir holding `files`; return capped output and the `collect`ed files.
 
     `readable`/`writable` are host paths the command may see (read-only or
-    read-write) under bwrap, e.g. the toolchain and its cache. The command runs
-    with the temp dir as its working directory, mounted at the same path.
+    read-write) under bwrap, e.g. the toolchain. Under bwrap as root the command
+    runs as a fresh unprivileged uid, so a `writable` path must be writable by
+    anyone to be of use; prefer `copy_in`, which copies a host directory into
+    the work dir (owned by the sandbox uid) -- a private copy that the command
+    may change without touching the original (e.g. a warmed zig cache).
+    `readonly_work` mounts the work dir read-only (the command can then write
+    only to the size-capped /tmp): used to execute untrusted binaries, which
+    are named in `executables` so that they are written with the exec bit.
+    The command runs with the temp dir as its working directory, mounted at the
+    same path. `$CODEHONE_WORK` in `cmd` or `env` values is replaced by it.
     """
     limits = limits or Limits()
     level = isolation or best_isolation()
     work = Path(tempfile.mkdtemp(prefix="codehone-sbx-"))
+    out_dir = Path(tempfile.mkdtemp(prefix="codehone-out-"))
     try:
         for name, content in (files or {}).items():
             p = work / name
             p.parent.mkdir(parents=True, exist_ok=True)
             p.write_bytes(content.encode("utf-8") if isinstance(content, str) else content)
-        out_dir = Path(tempfile.mkdtemp(prefix="codehone-out-"))
+            if name in executables:
+                p.chmod(0o755)
+        for name, src in (copy_in or {}).items():
+            if os.path.isdir(src):
+                subprocess.run(
+                    ["cp", "-a", os.fspath(src), str(work / name)], check=True, capture_output=True
+                )
         out_path, err_path = out_dir / "stdout", out_dir / "stderr"
-        full_env = {"PATH": _SAFE_PATH, "HOME": str(work), "TMPDIR": str(work), "LANG": "C.UTF-8"}
+        tmp_home = "/tmp" if level == "bwrap" else str(work)
+        full_env = {"PATH": _SAFE_PATH, "HOME": tmp_home, "TMPDIR": tmp_home, "LANG": "C.UTF-8"}
         full_env.update(env or {})
-        argv = list(cmd)
+        full_env = {k: v.replace("$CODEHONE_WORK", str(work)) for k, v in full_env.items()}
+        argv = [a.replace("$CODEHONE_WORK", str(work)) for a in cmd]
         if level == "bwrap":
-            pre = [shutil.which("bwrap") or "bwrap", *_bwrap_base_args()]
-            for p in readable:
-                p = os.fspath(p)
-                if os.path.exists(p):
-                    pre += ["--ro-bind", p, p]
-            for p in writable:
-                p = os.fspath(p)
-                if os.path.exists(p):
-                    pre += ["--bind", p, p]
-            pre += ["--bind", str(work), str(work), "--chdir", str(work)]
-            argv = [*pre, "--", *argv]
+            uid = _UID_BASE + secrets.randbelow(_UID_SPAN)
+            if _drops_privileges():
+                _chown_tree(work, uid)
+                os.chmod(work, 0o700)
+            argv = _bwrap_argv(
+                argv,
+                work,
+                limits,
+                [os.fspath(p) for p in readable],
+                [os.fspath(p) for p in writable],
+                uid,
+                readonly_work,
+            )
         elif level == "unshare-net":
             argv = [shutil.which("unshare") or "unshare", "-n", *argv]
         start = time.monotonic()
@@ -229,12 +331,18 @@ def run(
                 killed_by = f"signal:{signal.Signals(-rc).name}"
             except ValueError:
                 killed_by = f"signal:{-rc}"
+        elif rc is not None and rc > 128 and level == "bwrap" and not timed_out:
+            # bwrap reports a child killed by signal N as exit status 128+N.
+            try:
+                killed_by = f"signal:{signal.Signals(rc - 128).name}"
+            except ValueError:
+                pass
         collected: dict[str, bytes] = {}
         for name in collect:
             p = work / name
             if p.is_file() and not p.is_symlink():
                 collected[name] = p.read_bytes()
-        result = RunResult(
+        return RunResult(
             returncode=rc,
             stdout=_read_capped(out_path, limits.output_cap),
             stderr=_read_capped(err_path, limits.output_cap),
@@ -244,14 +352,18 @@ def run(
             killed_by=killed_by,
             files=collected,
         )
-        shutil.rmtree(out_dir, ignore_errors=True)
-        return result
     finally:
+        shutil.rmtree(out_dir, ignore_errors=True)
         shutil.rmtree(work, ignore_errors=True)
 
 
 def _kill_group(proc: subprocess.Popen) -> None:
-    """Kill the whole process group (the command and anything it forked)."""
+    """Kill the whole process group (the command and anything it forked).
+
+    Under bwrap the sandboxed tree lives in its own session and PID namespace;
+    killing bwrap kills its namespace init (--die-with-parent), and the kernel
+    then kills every process left in that namespace.
+    """
     try:
         os.killpg(proc.pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):

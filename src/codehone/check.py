@@ -1,0 +1,323 @@
+"""`codehone check`: judge candidates in parallel, with a content-addressed verdict cache.
+
+Other stages (eval, iterate, dataset verification, the MCP `check` tool) call
+`check(target, candidates, ...)`; the CLI verb is a thin shell around it.
+
+* Parallelism: a process pool of `jobs` workers, one candidate per task. The
+  judges spend their time in sandboxed compilers, and a process pool keeps
+  `preexec_fn` (used by the sandbox) away from threads.
+* Cache: key = sha256 over the candidate, the target, the toolchain version,
+  the judge options, the unit (for c-wat), the isolation level and
+  JUDGE_VERSION (bumped when a judge's logic changes). One JSON file per
+  verdict under `<cache>/<key[:2]>/<key>.json`, written atomically, so the
+  folder is safe to delete at any time and concurrent runs never see half a
+  file. Verdicts from a judge that crashed are not cached.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import hashlib
+import json
+import multiprocessing
+import os
+import time
+import traceback
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .records import Diagnostic, JsonlError, Verdict, read_jsonl, to_dict, write_text_atomic
+
+JUDGE_VERSION = "1"
+TARGETS = ("c-wat", "rust", "zig")
+
+
+class CheckError(ValueError):
+    """Bad input to `check`: a one-line message for the user, no traceback."""
+
+
+@dataclass
+class Item:
+    """One candidate to judge, with what it came with (ids, unit) so the output can say which it was."""
+
+    candidate: str
+    unit: dict | None = None
+    meta: dict | None = None
+
+
+def default_cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache"))
+    return Path(base) / "codehone" / "verdicts"
+
+
+def toolchain_version(target: str) -> str:
+    """The versions of everything that can change a verdict for `target`."""
+    if target == "rust":
+        from .toolchains import rust
+
+        return rust.version()
+    from .toolchains import zig
+
+    if target == "zig":
+        return f"zig {zig.version()}"
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as pkg_version
+
+    from .toolchains import wabt
+
+    try:
+        wt = pkg_version("wasmtime")
+    except PackageNotFoundError:  # pragma: no cover
+        wt = "?"
+    return f"zig {zig.version()} + {wabt.version()} + wasmtime {wt}"
+
+
+def cache_key(
+    target: str, candidate: str, unit: dict | None, options: dict, toolchain: str, isolation: str
+) -> str:
+    payload = json.dumps(
+        {
+            "v": JUDGE_VERSION,
+            "target": target,
+            "toolchain": toolchain,
+            "isolation": isolation,
+            "options": options,
+            "unit": unit,
+            "candidate": candidate,
+        },
+        sort_keys=True,
+        ensure_ascii=False,
+        default=str,
+    )
+    return hashlib.sha256(payload.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _cache_get(cache: Path | None, key: str) -> Verdict | None:
+    if cache is None:
+        return None
+    p = cache / key[:2] / f"{key}.json"
+    try:
+        v = Verdict.from_dict(json.loads(p.read_text(encoding="utf-8")))
+    except (OSError, ValueError, TypeError):
+        return None
+    v.cached = True
+    return v
+
+
+def _cache_put(cache: Path | None, key: str, v: Verdict) -> None:
+    if cache is None or v.stage == "internal":
+        return
+    d = to_dict(v)
+    d["cached"] = False
+    write_text_atomic(cache / key[:2] / f"{key}.json", json.dumps(d, sort_keys=True, ensure_ascii=False))
+
+
+def _judge_one(target: str, candidate: str, unit: dict | None, options: dict) -> Verdict:
+    """Run one judge; a crash of the judge itself becomes an `internal` verdict, never an exception."""
+    from .judges import JUDGES, UNAVAILABLE
+
+    t0 = time.monotonic()
+    try:
+        fn = JUDGES[target]
+        kw = dict(options)
+        if target == "c-wat" and unit is None:
+            raise CheckError("a c-wat candidate needs its unit (give `unit`, or `unit_id` plus --units)")
+        v = fn(candidate, unit=unit, **kw)
+    except KeyError:
+        why = UNAVAILABLE.get(target, f"no judge for target {target!r}")
+        v = Verdict(ok=False, stage="internal", diagnostics=[Diagnostic(why, code="judge_unavailable")])
+    except Exception as e:  # noqa: BLE001 - reported in the verdict, with the traceback's last line
+        last = traceback.format_exc().strip().splitlines()[-1]
+        v = Verdict(
+            ok=False,
+            stage="internal",
+            diagnostics=[
+                Diagnostic(f"judge crashed: {type(e).__name__}: {e}"[:1000], code="internal", level="error"),
+                Diagnostic(last[:500], code="traceback", level="note"),
+            ],
+        )
+    v.timings.setdefault("total", round(time.monotonic() - t0, 4))
+    v.target = v.target or target
+    return v
+
+
+def _worker(args: tuple[str, str, dict | None, dict]) -> dict:
+    return to_dict(_judge_one(*args))
+
+
+def check(
+    target: str,
+    candidates: Iterable[str | Item | dict],
+    *,
+    jobs: int = 1,
+    cache_dir: Path | str | None | bool = None,
+    options: dict | None = None,
+    units: dict[str, dict] | None = None,
+    progress: Callable[[int, int, Verdict], None] | None = None,
+) -> list[Verdict]:
+    """Judge every candidate for `target`; verdicts come back in input order.
+
+    `candidates` are strings, `Item`s, or sample dicts (`candidate`, optional
+    `unit` or `unit_id` resolved through `units`). `cache_dir=None` uses the
+    default cache, `False` turns caching off. `options` go to the judge (e.g.
+    `run_tests`, `timeout_s`, `modules_dir` for c-wat) and are part of the key.
+    """
+    from .judges import JUDGES, UNAVAILABLE
+    from .sandbox import best_isolation
+
+    if target not in TARGETS:
+        raise CheckError(f"unknown target {target!r}; available: {', '.join(TARGETS)}")
+    if target not in JUDGES:
+        raise CheckError(f"the {target} judge is not available: {UNAVAILABLE.get(target, 'not installed')}")
+    options = dict(options or {})
+    if target == "c-wat" and not options.get("modules_dir"):
+        raise CheckError(
+            "c-wat needs the reference modules: pass --units OUT/units.jsonl (its modules/ folder "
+            "is used) or --modules DIR"
+        )
+    items = [_as_item(c, units, i) for i, c in enumerate(candidates)]
+    cache = (
+        None
+        if cache_dir is False
+        else Path(cache_dir)
+        if cache_dir not in (None, True)
+        else default_cache_dir()
+    )
+    toolchain = toolchain_version(target)
+    level = options.get("isolation") or best_isolation()
+    opt_key = {k: (str(v) if isinstance(v, Path) else v) for k, v in options.items()}
+    keys = [cache_key(target, it.candidate, it.unit, opt_key, toolchain, level) for it in items]
+    out: list[Verdict | None] = [None] * len(items)
+    done = 0
+    todo: list[int] = []
+    for i, k in enumerate(keys):
+        hit = _cache_get(cache, k)
+        if hit is not None:
+            out[i] = hit
+            done += 1
+            if progress:
+                progress(done, len(items), hit)
+        else:
+            todo.append(i)
+
+    def finish(i: int, v: Verdict) -> None:
+        nonlocal done
+        v.toolchain = v.toolchain or toolchain
+        out[i] = v
+        _cache_put(cache, keys[i], v)
+        done += 1
+        if progress:
+            progress(done, len(items), v)
+
+    if jobs <= 1 or len(todo) <= 1:
+        for i in todo:
+            finish(i, _judge_one(target, items[i].candidate, items[i].unit, options))
+    else:
+        # fork: workers start at the first submit, before any progress thread exists, and
+        # inherit the imported judges (spawn would pay the imports again in every worker).
+        ctx = multiprocessing.get_context("fork")
+        with cf.ProcessPoolExecutor(max_workers=min(jobs, len(todo)), mp_context=ctx) as pool:
+            futs = {
+                pool.submit(_worker, (target, items[i].candidate, items[i].unit, options)): i for i in todo
+            }
+            for f in cf.as_completed(futs):
+                i = futs[f]
+                try:
+                    v = Verdict.from_dict(f.result())
+                except Exception as e:  # noqa: BLE001 - a dead worker is one internal verdict
+                    v = Verdict(
+                        ok=False,
+                        stage="internal",
+                        diagnostics=[Diagnostic(f"worker failed: {e}", code="internal")],
+                    )
+                finish(i, v)
+    return [v for v in out if v is not None]
+
+
+def _as_item(c: str | Item | dict, units: dict[str, dict] | None, index: int) -> Item:
+    if isinstance(c, Item):
+        return c
+    if isinstance(c, str):
+        return Item(candidate=c)
+    return sample_to_item(c, units, f"candidate {index}")
+
+
+def sample_to_item(d: dict, units: dict[str, dict] | None, where: str) -> Item:
+    """A sample line → Item: `candidate` (or `code`), and its unit inline or by `unit_id`."""
+    cand = d.get("candidate", d.get("code"))
+    if not isinstance(cand, str):
+        raise CheckError(f'{where}: no "candidate" string in the sample')
+    unit = d.get("unit")
+    if unit is None and d.get("unit_id") is not None:
+        if units is None:
+            raise CheckError(f"{where}: unit_id {d['unit_id']!r} given but no --units file to resolve it")
+        unit = units.get(d["unit_id"])
+        if unit is None:
+            raise CheckError(f"{where}: unit_id {d['unit_id']!r} is not in the units file")
+    meta = {k: d[k] for k in ("id", "example_id", "k", "unit_id") if k in d}
+    return Item(candidate=cand, unit=unit, meta=meta)
+
+
+def load_units(path: Path) -> dict[str, dict]:
+    try:
+        return {u["id"]: u for u in read_jsonl(path) if "id" in u}
+    except JsonlError as e:
+        raise CheckError(str(e)) from None
+    except OSError as e:
+        raise CheckError(f"cannot read units file {path}: {e.strerror or e}") from None
+
+
+def load_candidates(path: Path, units: dict[str, dict] | None) -> list[Item]:
+    """A `.jsonl` file is a batch of samples (one per line); any other file is one candidate."""
+    if not path.exists():
+        raise CheckError(f"no such file: {path}")
+    if path.is_dir():
+        raise CheckError(f"{path} is a folder; give a source file or a SAMPLES.jsonl")
+    if path.suffix != ".jsonl":
+        try:
+            return [Item(candidate=path.read_text(encoding="utf-8"), meta={"path": str(path)})]
+        except (OSError, UnicodeDecodeError) as e:
+            raise CheckError(f"cannot read {path}: {e}") from None
+    items = []
+    try:
+        for n, d in enumerate(read_jsonl(path), 1):
+            items.append(sample_to_item(d, units, f"{path}: sample {n}"))
+    except JsonlError as e:
+        raise CheckError(str(e)) from None
+    return items
+
+
+def summarize(verdicts: Sequence[Verdict], seconds: float) -> dict[str, Any]:
+    """Aggregate figures for the summary table (and eval): rates, stage histogram, mean metrics."""
+    n = len(verdicts)
+    stages: dict[str, int] = {}
+    for v in verdicts:
+        key = f"{v.stage}:{'ok' if v.ok else 'fail'}"
+        stages[key] = stages.get(key, 0) + 1
+    s: dict[str, Any] = {
+        "candidates": n,
+        "ok": sum(v.ok for v in verdicts),
+        "pass_rate": round(sum(v.ok for v in verdicts) / n, 4) if n else 0.0,
+        "cached": sum(v.cached for v in verdicts),
+        "stages": dict(sorted(stages.items())),
+        "isolation": sorted({v.isolation for v in verdicts if v.isolation}),
+        "seconds": round(seconds, 3),
+        "verdicts_per_s": round(n / seconds, 2) if seconds > 0 else None,
+    }
+    compiled = [
+        v for v in verdicts if v.stage not in ("parse", "internal") and v.counts.get("errors", 0) == 0
+    ]
+    s["compile_rate"] = round(len(compiled) / n, 4) if n else 0.0
+    for k in ("clippy_warnings", "tests_passed", "tests_failed"):
+        vals = [v.counts[k] for v in verdicts if isinstance(v.counts.get(k), int)]
+        if vals and k == "clippy_warnings":
+            s["avg_clippy_warnings"] = round(sum(vals) / len(vals), 3)
+        elif vals:
+            s[k] = sum(vals)
+    for k in ("idiomatic_score", "doc_rate"):
+        vals = [v.scores[k] for v in verdicts if k in v.scores]
+        if vals:
+            s[f"avg_{k}"] = round(sum(vals) / len(vals), 4)
+    return s

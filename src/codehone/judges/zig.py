@@ -1,0 +1,255 @@
+"""The Zig judge: `zig ast-check`, a real type check, and the file's `test` blocks, run.
+
+Stages:
+  parse    `zig ast-check`: syntax and a few local rules only.
+  compile  `zig test` on the candidate plus a `comptime { _ = &f; ... }` block
+           naming every top-level declaration: Zig analyses only what is
+           referenced, so without it a type error in an unused function would
+           pass (ast-check alone misses type errors). Without test blocks this
+           is `-fno-emit-bin` (analysis only); with tests it builds the test
+           binary (`--test-no-exec`) in the same step.
+  test     the test binary runs in a read-only work dir with tight limits;
+           passed/failed/skipped come from the test runner's summary line.
+
+The zig global cache must be writable (zig locks and writes manifests even on a
+hit), but a shared writable cache could be poisoned by a hostile candidate. So
+a seed cache is warmed once, from a trusted file, outside the sandbox; every
+run gets a private copy of it (about 45 ms for ~50 MB) that dies with the
+sandbox. Warming builds compiler_rt and the std ZIR, which is what makes the
+first `zig test` slow; with the seed a test build takes about a second.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from .. import sandbox
+from ..records import Diagnostic, Verdict
+from ..toolchains import zig as tc
+
+SRC = "candidate.zig"
+_DIAG = re.compile(
+    r"^(?P<file>[^\n:]+):(?P<line>\d+):(?P<col>\d+): (?P<level>error|warning): (?P<msg>.*)$", re.M
+)
+_TOP_DECL = re.compile(
+    r"^(?P<pub>pub\s+)?(?P<quals>(?:(?:export|extern(?:\s+\"\w+\")?|inline|noinline|threadlocal)\s+)*)"
+    r"(?P<kind>fn|const|var)\s+(?P<name>[A-Za-z_]\w*|@\"[^\"]+\")(?P<rest>.*)$",
+    re.M,
+)
+_TEST_BLOCK = re.compile(r"^\s*test\b\s*(\"[^\"]*\"|[A-Za-z_]\w*)?\s*\{", re.M)
+_WARM = """const std = @import("std");
+pub fn add(a: i32, b: i32) i32 { return a + b; }
+test "warm" {
+    var list: std.ArrayList(u8) = .empty;
+    defer list.deinit(std.testing.allocator);
+    try list.append(std.testing.allocator, 1);
+    try std.testing.expectEqual(@as(i32, 3), add(1, 2));
+    try std.testing.expect(std.mem.eql(u8, "a", "a"));
+    std.debug.print("", .{});
+}
+"""
+
+
+def seed_cache() -> Path:
+    """The warmed zig cache every sandbox copies; built once per zig version, under a file lock."""
+    base = tc.cache_dir()
+    seed = base.with_name(f"{base.name}-judge-seed-{tc.version()}")
+    if (seed / ".ready").exists():
+        return seed
+    seed.parent.mkdir(parents=True, exist_ok=True)
+    with open(seed.parent / f".{seed.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (seed / ".ready").exists():
+            return seed
+        tmp = Path(tempfile.mkdtemp(prefix=seed.name + ".", dir=seed.parent))
+        src = tmp / "warm"
+        src.mkdir()
+        (src / "warm.zig").write_text(_WARM)
+        env = {
+            "PATH": "/usr/bin:/bin",
+            "HOME": str(src),
+            "ZIG_GLOBAL_CACHE_DIR": str(tmp / "cache"),
+            "ZIG_LOCAL_CACHE_DIR": str(src / "local"),
+        }
+        for extra in ([], ["-fno-emit-bin"]):
+            subprocess.run(
+                [tc.zig_exe(), "test", "warm.zig", *extra],
+                cwd=src,
+                env=env,
+                capture_output=True,
+                timeout=600,
+                check=False,
+            )
+        shutil.rmtree(src, ignore_errors=True)
+        cache = tmp / "cache"
+        cache.mkdir(exist_ok=True)
+        (cache / ".ready").write_text("ok\n")
+        shutil.rmtree(seed, ignore_errors=True)
+        os.replace(cache, seed)
+        shutil.rmtree(tmp, ignore_errors=True)
+    return seed
+
+
+def references(candidate: str) -> str:
+    """A `comptime` block naming every top-level declaration, so zig analyses all of them.
+
+    Generic functions (comptime or anytype parameters) are named without `&`,
+    since taking the address of a generic function is an error; extern
+    declarations are left out, since referencing them would need a linker.
+    """
+    refs = []
+    for m in _TOP_DECL.finditer(candidate):
+        if "extern" in m.group("quals"):
+            continue
+        name = m.group("name")
+        generic = m.group("kind") == "fn" and re.search(r"\bcomptime\b|\banytype\b", m.group("rest"))
+        addr = m.group("kind") == "fn" and not generic
+        refs.append(f"_ = {'&' if addr else ''}{name};")
+    if not refs:
+        return ""
+    return "\ncomptime {\n    " + "\n    ".join(refs) + "\n}\n"
+
+
+def _diagnostics(text: str) -> list[Diagnostic]:
+    out = []
+    for m in _DIAG.finditer(text):
+        if not m.group("file").endswith(SRC):
+            continue
+        out.append(
+            Diagnostic(message=m.group("msg"), code="zig", line=int(m.group("line")), level=m.group("level"))
+        )
+    return out
+
+
+def _test_counts(text: str) -> tuple[int, int, int] | None:
+    """(passed, failed, skipped) from the runner's summary, or None when it never printed one."""
+    m = re.search(r"^All (\d+) tests passed\.", text, re.M)
+    if m:
+        return int(m.group(1)), 0, 0
+    m = re.search(r"^(\d+) passed; (\d+) skipped; (\d+) failed\.", text, re.M)
+    if m:
+        return int(m.group(1)), int(m.group(3)), int(m.group(2))
+    m = re.search(r"^(\d+) passed; (\d+) failed\.", text, re.M)
+    if m:
+        return int(m.group(1)), int(m.group(2)), 0
+    m = re.search(r"^(\d+) of (\d+) tests passed\.", text, re.M)
+    if m:
+        return int(m.group(1)), int(m.group(2)) - int(m.group(1)), 0
+    return None
+
+
+def judge(
+    candidate: str,
+    *,
+    unit: dict | None = None,
+    timeout_s: float = 120.0,
+    test_timeout_s: float = 10.0,
+    run_tests: bool = True,
+    zig_jobs: int = 1,
+    isolation: str | None = None,
+    **_: Any,
+) -> Verdict:
+    """Judge one Zig file. `zig_jobs` threads per compile: parallelism comes from `check -j`."""
+    timings: dict[str, float] = {}
+    counts: dict[str, Any] = {"tests_passed": 0, "tests_failed": 0, "tests_skipped": 0}
+    readable = [str(tc.zig_dir())]
+    zig = tc.zig_exe()
+
+    def verdict(ok: bool, stage: str, diags: list[Diagnostic], level: str) -> Verdict:
+        counts["errors"] = sum(1 for d in diags if d.level == "error")
+        return Verdict(
+            ok=ok,
+            stage=stage,
+            diagnostics=diags,
+            counts=counts,
+            timings=timings,
+            isolation=level,
+            target="zig",
+            toolchain=f"zig {tc.version()}",
+        )
+
+    limits = sandbox.Limits(timeout_s=timeout_s, memory_mb=8192, file_size_mb=256, nproc=128, nofile=1024)
+    env = {"ZIG_GLOBAL_CACHE_DIR": "$CODEHONE_WORK/.zg", "ZIG_LOCAL_CACHE_DIR": "$CODEHONE_WORK/.zl"}
+    res = sandbox.run(
+        [zig, "ast-check", SRC],
+        files={SRC: candidate},
+        limits=limits,
+        readable=readable,
+        env=env,
+        isolation=isolation,
+    )
+    timings["parse"] = round(res.seconds, 4)
+    if not res.ok:
+        diags = _diagnostics(res.stderr) or [
+            Diagnostic(
+                res.stderr.strip()[-500:] or f"ast-check killed ({res.killed_by})", code="zig", level="error"
+            )
+        ]
+        return verdict(False, "parse", diags, res.isolation)
+
+    with_tests = run_tests and bool(_TEST_BLOCK.search(candidate))
+    source = candidate + ("\n" if not candidate.endswith("\n") else "") + references(candidate)
+    cmd = [zig, "test", SRC, f"-j{zig_jobs}", "--cache-dir", ".zl"]
+    cmd += ["--test-no-exec", "-femit-bin=tests.bin"] if with_tests else ["-fno-emit-bin"]
+    t0 = time.monotonic()
+    res = sandbox.run(
+        cmd,
+        files={SRC: source},
+        limits=limits,
+        readable=readable,
+        env=env,
+        isolation=isolation,
+        copy_in={".zg": seed_cache()},
+        collect=["tests.bin"] if with_tests else [],
+    )
+    timings["compile"] = round(time.monotonic() - t0, 4)
+    if not res.ok or (with_tests and "tests.bin" not in res.files):
+        diags = _diagnostics(res.stderr)
+        if not diags or res.killed_by:
+            why = f"compiler killed ({res.killed_by})" if res.killed_by else res.stderr.strip()[-500:]
+            diags.insert(0, Diagnostic(why or "compile failed", code="zig", level="error"))
+        return verdict(False, "compile", diags, res.isolation)
+    if not with_tests:
+        return verdict(True, "compile", [], res.isolation)
+
+    exec_limits = sandbox.Limits(
+        timeout_s=test_timeout_s, memory_mb=1024, file_size_mb=8, nproc=32, nofile=64
+    )
+    res = sandbox.run(
+        ["./tests.bin"],
+        files={"tests.bin": res.files["tests.bin"]},
+        executables=["tests.bin"],
+        limits=exec_limits,
+        isolation=isolation,
+        readonly_work=True,
+    )
+    timings["test_run"] = round(res.seconds, 4)
+    out = res.stderr + "\n" + res.stdout
+    tc_counts = _test_counts(out)
+    diags: list[Diagnostic] = []
+    if tc_counts is None:
+        started = len(re.findall(r"^\d+/\d+ ", out, re.M))
+        counts.update(tests_passed=max(0, started - 1), tests_failed=1)
+        why = (
+            f"test binary killed ({res.killed_by})"
+            if res.killed_by
+            else f"test binary exited with {res.returncode}"
+        )
+        diags.append(Diagnostic(why, code="sandbox" if res.killed_by else "test_exit", level="error"))
+        return verdict(False, "test", diags, res.isolation)
+    passed, failed, skipped = tc_counts
+    counts.update(tests_passed=passed, tests_failed=failed, tests_skipped=skipped)
+    for m in re.finditer(r"^\d+/\d+ (\S+?)\.\.\.(?:.*\n)*?FAIL \((\w+)\)", out, re.M):
+        diags.append(Diagnostic(f"test {m.group(1)} failed: {m.group(2)}", code="test_failed", level="error"))
+    ok = res.ok and failed == 0
+    if not ok and not diags:
+        diags.append(Diagnostic(f"test binary exited with {res.returncode}", code="test_exit", level="error"))
+    return verdict(ok, "test", diags, res.isolation)
