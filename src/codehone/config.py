@@ -48,7 +48,22 @@ class NearDedupConfig(_Strict):
         True,
         description="confirm each LSH candidate pair by its MinHash Jaccard estimate (fewer false positives)",
     )
+    min_tokens: int = Field(
+        20,
+        ge=1,
+        description="shorter units cluster only with copies equal up to renaming (Jaccard is noise there)",
+    )
     seed: int = 1
+
+    @model_validator(mode="after")
+    def _lsh_params(self) -> NearDedupConfig:
+        from datasketch import MinHashLSH
+
+        try:  # datasketch picks bands x rows from these two; some pairs have no valid choice
+            MinHashLSH(threshold=self.threshold, num_perm=self.num_perm)
+        except ValueError as e:
+            raise ValueError(f"threshold {self.threshold} with num_perm {self.num_perm}: {e}") from None
+        return self
 
 
 class DedupConfig(_Strict):
@@ -143,10 +158,15 @@ class BuildConfig(_Strict):
     split: SplitConfig = SplitConfig()
     output: OutputConfig = OutputConfig()
 
+    @field_validator("target")
+    @classmethod
+    def _target(cls, v: str) -> str:
+        if v not in TEMPLATES:
+            raise ValueError(f"unknown target {v!r}; available: {', '.join(sorted(TEMPLATES))}")
+        return v
+
     @model_validator(mode="after")
-    def _target(self) -> BuildConfig:
-        if self.target not in TEMPLATES:
-            raise ValueError(f"unknown target {self.target!r}; available: {', '.join(sorted(TEMPLATES))}")
+    def _modes(self) -> BuildConfig:
         modes = TEMPLATES[self.target].modes
         for m in self.output.modes or []:
             if m not in modes:

@@ -193,6 +193,7 @@ def run_build(
             num_perm=nd.num_perm,
             threshold=nd.threshold,
             verify=nd.verify,
+            min_tokens=nd.min_tokens,
             seed=nd.seed,
         )
         n_near = len(gone)

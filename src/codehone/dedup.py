@@ -7,12 +7,14 @@ often landed once in train and once in test. Here:
   1. Exact: units whose normalised code (comments dropped, whitespace collapsed)
      is identical form a group.
   2. Near: MinHash LSH (datasketch) over code-aware shingles. The code is split
-     on non-word characters, so `buf_len` and `n` are single tokens and
-     punctuation is ignored; consecutive `shingle` tokens form a shingle. The
-     defaults are The Stack's: 5-gram shingles, 256 permutations, Jaccard 0.7.
-     LSH candidates are (optionally) confirmed by the MinHash estimate of their
-     Jaccard similarity; confirmed pairs are joined into clusters (connected
-     components, as The Stack does).
+     on non-word characters (so `buf_len` is one token and punctuation is
+     ignored), variables are renamed canonically (see `canonical_tokens`), and
+     consecutive `shingle` tokens form a shingle. The defaults are The Stack's:
+     5-gram shingles, 256 permutations, Jaccard 0.7. LSH candidates are
+     (optionally) confirmed by the MinHash estimate of their Jaccard
+     similarity; confirmed pairs are joined into clusters (connected
+     components, as The Stack does). Very short units cluster only with copies
+     equal up to renaming (`min_tokens`).
 
 The keep rule, applied to every group and cluster alike: a documented unit
 beats an undocumented one (it yields the better `implement` example), a
@@ -115,8 +117,8 @@ def canonical_tokens(src: str) -> list[str]:
     The code is split on non-word characters (punctuation is dropped; string and
     character literals stay whole). Identifiers that look like variables (not
     keywords, not called, not a field after `.`/`->`, not a struct/union/enum
-    tag, not an ALL_CAPS macro, not a `*_t` type) are replaced by `v0, v1, ...`
-    in order of first use. Why: a copy with its locals renamed is the commonest
+    tag, not an ALL_CAPS macro, not a `*_t` type), and the defined function's
+    own name, are replaced by `v0, v1, ...` in order of first use. Why: a copy with its locals renamed is the commonest
     near-duplicate, and with raw tokens each renamed use changes `shingle`
     shingles, so a 100-token copy with two renamed locals falls far below
     Jaccard 0.7. Functions, fields, types, macros and literals keep their names,
@@ -125,6 +127,8 @@ def canonical_tokens(src: str) -> list[str]:
     toks = LEX.findall(normalize_code(src))
     out: list[str] = []
     names: dict[str, str] = {}
+    # The defined function's own name (the token before the first "(") is a label, renamed like a variable.
+    first_paren = toks.index("(") if "(" in toks else -1
     for i, t in enumerate(toks):
         c = t[0]
         if c in "'\"":
@@ -137,7 +141,7 @@ def canonical_tokens(src: str) -> list[str]:
             continue
         prev = toks[i - 1] if i else ""
         nxt = toks[i + 1] if i + 1 < len(toks) else ""
-        if nxt == "(" or prev in (".", "->", "struct", "union", "enum", "goto"):
+        if (nxt == "(" and i != first_paren - 1) or prev in (".", "->", "struct", "union", "enum", "goto"):
             out.append(t)
             continue
         out.append(names.setdefault(t, f"v{len(names)}"))
@@ -205,9 +209,11 @@ class _UnionFind:
             self.parent[max(ra, rb)] = min(ra, rb)
 
 
-def minhashes(sources: Iterable[str], shingle: int, num_perm: int, seed: int = 1) -> list[LeanMinHash | None]:
-    """One LeanMinHash per source (None when it has no tokens), computed in bulk for speed."""
-    sets = [shingles(canonical_tokens(s), shingle) for s in sources]
+def minhashes(
+    token_lists: Iterable[list[str]], shingle: int, num_perm: int, seed: int = 1
+) -> list[LeanMinHash | None]:
+    """One LeanMinHash per token list (None when empty), computed in bulk (MinHash.generator) for speed."""
+    sets = [shingles(t, shingle) for t in token_lists]
     idx = [i for i, s in enumerate(sets) if s]
     out: list[LeanMinHash | None] = [None] * len(sets)
     for i, m in zip(
@@ -225,29 +231,45 @@ def near_dedup(
     num_perm: int = 256,
     threshold: float = 0.7,
     verify: bool = True,
+    min_tokens: int = 20,
     seed: int = 1,
     top: int = 10,
 ) -> tuple[list[dict[str, Any]], list[Dropped]]:
-    """Cluster units whose code is ~`threshold` Jaccard-similar; keep one per cluster (see module doc)."""
+    """Cluster units whose code is ~`threshold` Jaccard-similar; keep one per cluster (see module doc).
+
+    Units with fewer than `min_tokens` canonical tokens are clustered only when
+    their canonical token sequences are equal (copies up to renaming): in a
+    ten-token getter one changed field changes most shingles, so Jaccard cannot
+    tell `p->x` from `p->y` apart from a renamed copy.
+    """
     units = sorted(units, key=lambda u: u["id"])
-    mhs = minhashes((u["source"] for u in units), shingle, num_perm, seed)
+    toks = [canonical_tokens(u["source"]) for u in units]
+    long_idx = [i for i, t in enumerate(toks) if len(t) >= min_tokens]
+    uf = _UnionFind(len(units))
+    short_seen: dict[str, int] = {}
+    for i, t in enumerate(toks):
+        if 0 < len(t) < min_tokens:
+            j = short_seen.setdefault(" ".join(t), i)
+            if j != i:
+                stats.near_confirmed_pairs += 1
+                uf.union(j, i)
+    mhs = minhashes((toks[i] for i in long_idx), shingle, num_perm, seed)
     lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
     with lsh.insertion_session() as session:
-        for i, m in enumerate(mhs):
+        for k, m in enumerate(mhs):
             if m is not None:
-                session.insert(i, m, check_duplication=False)
-    uf = _UnionFind(len(units))
-    for i, m in enumerate(mhs):
+                session.insert(k, m, check_duplication=False)
+    for k, m in enumerate(mhs):
         if m is None:
             continue
         for j in lsh.query(m):
-            if j <= i:
+            if j <= k:
                 continue
             stats.near_candidate_pairs += 1
             if verify and m.jaccard(mhs[j]) < threshold:
                 continue
             stats.near_confirmed_pairs += 1
-            uf.union(i, j)
+            uf.union(long_idx[k], long_idx[j])
     clusters: dict[int, list[int]] = {}
     for i in range(len(units)):
         clusters.setdefault(uf.find(i), []).append(i)
