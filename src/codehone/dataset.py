@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -139,8 +140,21 @@ def run_build(
     out: str | Path,
     cfg: BuildConfig,
     log: Callable[[str], None] = lambda _m: None,
+    timings: dict[str, float] | None = None,
 ) -> dict[str, Any]:
-    """Build the dataset into `out`; returns the statistics (also written to out/stats.json)."""
+    """Build the dataset into `out`; returns the statistics (also written to out/stats.json).
+
+    `timings`, when given, receives seconds per step; they never enter the outputs, which must
+    stay byte-identical between runs.
+    """
+    timings = {} if timings is None else timings
+    clock = [time.perf_counter()]
+
+    def lap(step: str) -> None:
+        now = time.perf_counter()
+        timings[step] = timings.get(step, 0.0) + now - clock[0]
+        clock[0] = now
+
     out = Path(out)
     if not inputs:
         raise BuildError("no inputs: give one or more units.jsonl files or `codehone mine` output folders")
@@ -165,6 +179,8 @@ def run_build(
     repos_in = Counter(u["repo"] for u in units)
     dropped: list[dict[str, Any]] = []
 
+    lap("read")
+
     # 2. unit filters
     unit_reasons: Counter = Counter()
     kept = []
@@ -176,6 +192,8 @@ def run_build(
             unit_reasons[r] += 1
             dropped.append(_drop_record(u, "filter", r))
     units = kept
+
+    lap("filter")
 
     # 3. dedup
     dstats = dedup.DedupStats()
@@ -199,12 +217,16 @@ def run_build(
         n_near = len(gone)
         dropped.extend(_drop_record(d.unit, "dedup", d.reason, kept_id=d.kept_id) for d in gone)
 
+    lap("dedup")
+
     # 4. split
     group_by, splits = split_units(units, cfg.split)
     groups = {
         s: len({(u["repo"], u["path"]) if group_by == "file" else u["repo"] for u in us})
         for s, us in splits.items()
     }
+
+    lap("split")
 
     # 5. decontamination (training units only)
     decon: dict[str, Any] = {"dropped": 0, "by_source": {}}
@@ -226,6 +248,8 @@ def run_build(
             by_src = Counter(label.split(":", 1)[0] for _u, label in gone)
             decon = {"dropped": len(gone), "by_source": dict(sorted(by_src.items()))}
             dropped.extend(_drop_record(u, "decontam", "contaminated", overlaps=label) for u, label in gone)
+
+    lap("decontam")
 
     # 6. render examples, measure, drop what does not fit
     t = templates.templates_for(cfg.target)
@@ -262,6 +286,8 @@ def run_build(
     no_example = sum(1 for us in splits.values() for u in us if u["id"] not in used)
     for s in splits:
         splits[s] = [u for u in splits[s] if u["id"] in used]
+
+    lap("render_and_measure")
 
     # 7. write
     written = _write_outputs(out, cfg, splits, examples, dropped)
@@ -303,11 +329,13 @@ def run_build(
         "config": cfg.model_dump(mode="json"),
         "files": written,
     }
+    lap("write")
     written += card.write_card(out, stats, lengths, cfg)
     stats["files"] = sorted(written + ["stats.json"])
     write_text_atomic(
         out / "stats.json", json.dumps(stats, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
     )
+    lap("card")
     return stats
 
 

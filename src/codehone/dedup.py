@@ -40,6 +40,16 @@ _LINE_COMMENT = re.compile(r"//[^\n]*")
 _WORD = re.compile(r"\w+")
 # Literals, identifiers, numbers, `->`, and any other single character.
 LEX = re.compile(r"""'(?:\\.|[^'\\\n])*'|"(?:\\.|[^"\\\n])*"|[A-Za-z_]\w*|\d[\w.]*|->|\S""")
+# One regex pass yields only what canonical_tokens needs: (literal, ./->, word, "(" after it, number).
+_CANON = re.compile(
+    r"""('(?:\\.|[^'\\\n])*'|"(?:\\.|[^"\\\n])*")|(->|\.(?!\d))|([A-Za-z_]\w*)(\s*\()?|(\d[\w.]*)"""
+)
+# A declaration: a type word, stars/qualifiers, then the declared name before = ; , ) or [.
+_DECL = re.compile(
+    r"\b([A-Za-z_]\w*)[\s*]+(?:(?:const|volatile|restrict)\b[\s*]*)*([A-Za-z_]\w*)\s*(?=[=;,)\[])"
+)
+_NOT_A_TYPE = frozenset({"return", "case", "goto", "sizeof", "else", "do", "typedef", "break", "continue"})
+_TAG_OR_FIELD = frozenset({".", "->", "struct", "union", "enum", "goto"})
 _KEYWORDS = frozenset(
     [
         "auto",
@@ -115,36 +125,39 @@ def canonical_tokens(src: str) -> list[str]:
     """Code-aware tokens that survive consistent renaming of variables.
 
     The code is split on non-word characters (punctuation is dropped; string and
-    character literals stay whole). Identifiers that look like variables (not
-    keywords, not called, not a field after `.`/`->`, not a struct/union/enum
-    tag, not an ALL_CAPS macro, not a `*_t` type), and the defined function's
-    own name, are replaced by `v0, v1, ...` in order of first use. Why: a copy with its locals renamed is the commonest
-    near-duplicate, and with raw tokens each renamed use changes `shingle`
-    shingles, so a 100-token copy with two renamed locals falls far below
-    Jaccard 0.7. Functions, fields, types, macros and literals keep their names,
-    so functions of the same shape that call or touch different things stay apart.
+    character literals stay whole). The names the function declares (its
+    parameters and locals: a word after a type word, stars and qualifiers,
+    before `= ; , ) [`), and the function's own name, are replaced by
+    `v0, v1, ...` in order of first use; fields after `.`/`->`, called
+    functions, globals, constants and types keep their names. Why: a copy
+    with its locals renamed is the commonest near-duplicate, and with raw
+    tokens each renamed use changes `shingle` shingles, so a 100-token copy
+    with two renamed locals falls far below Jaccard 0.7. Because everything else keeps its name, functions of the same
+    shape that call, read or compare different things stay apart.
     """
-    toks = LEX.findall(normalize_code(src))
+    code = normalize_code(src)
+    declared = {m.group(2) for m in _DECL.finditer(code) if m.group(1) not in _NOT_A_TYPE}
     out: list[str] = []
     names: dict[str, str] = {}
-    # The defined function's own name (the token before the first "(") is a label, renamed like a variable.
-    first_paren = toks.index("(") if "(" in toks else -1
-    for i, t in enumerate(toks):
-        c = t[0]
-        if c in "'\"":
-            out.append(t)
-            continue
-        if not (c.isalnum() or c == "_"):
-            continue
-        if c.isdigit() or t in _KEYWORDS or t.isupper() or t.endswith("_t"):
-            out.append(t)
-            continue
-        prev = toks[i - 1] if i else ""
-        nxt = toks[i + 1] if i + 1 < len(toks) else ""
-        if (nxt == "(" and i != first_paren - 1) or prev in (".", "->", "struct", "union", "enum", "goto"):
-            out.append(t)
-            continue
-        out.append(names.setdefault(t, f"v{len(names)}"))
+    prev = ""
+    own_name_seen = False  # the defined function's own name (first called-looking word) is a label
+    for lit, dot, word, paren, num in _CANON.findall(code):
+        if word:
+            if word in _KEYWORDS or prev in _TAG_OR_FIELD:
+                out.append(word)
+            elif paren and not own_name_seen and not word.isupper():
+                own_name_seen = True
+                out.append(names.setdefault(word, f"v{len(names)}"))
+            elif word in declared and not paren:
+                out.append(names.setdefault(word, f"v{len(names)}"))
+            else:
+                out.append(word)
+            prev = word
+        elif dot:
+            prev = dot
+        else:
+            out.append(lit or num)
+            prev = ""
     return out
 
 
