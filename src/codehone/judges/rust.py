@@ -31,6 +31,8 @@ from ..toolchains import rust as tc
 from . import rust_metrics
 
 _TEST_LINE = re.compile(r"^test (\S+) \.\.\. (ok|FAILED|ignored)", re.M)
+_TEST_START = re.compile(r"^test (\S+) \.\.\. ", re.M)
+_FAILURE = re.compile(r"^---- (\S+) stdout ----\n(.*?)(?=^---- |^failures:|\Z)", re.M | re.S)
 _TEST_SUMMARY = re.compile(r"^test result: (ok|FAILED)\. (\d+) passed; (\d+) failed", re.M)
 SRC = "main.rs"
 
@@ -206,12 +208,20 @@ def judge(
     results = _TEST_LINE.findall(res.stdout)
     passed = sum(1 for _, r in results if r == "ok")
     failed = sum(1 for _, r in results if r == "FAILED")
-    counts.update(tests_passed=passed, tests_failed=failed)
-    ok = res.ok and failed == 0 and bool(_TEST_SUMMARY.search(res.stdout))
+    # With --test-threads=1 libtest names a test before running it: one named but never
+    # finished is the one that hung or crashed the binary, and counts as failed.
+    finished = {name for name, _ in results}
+    hung = [n for n in _TEST_START.findall(res.stdout) if n not in finished]
+    counts.update(tests_passed=passed, tests_failed=failed + len(hung))
+    ok = res.ok and failed == 0 and not hung and bool(_TEST_SUMMARY.search(res.stdout))
     if not ok:
+        why = {m.group(1): m.group(2).strip() for m in _FAILURE.finditer(res.stdout)}
         for name, r in results:
             if r == "FAILED":
-                diags.append(Diagnostic(f"test {name} failed", code="test_failed", level="error"))
+                detail = f": {why[name][:300]}" if why.get(name) else ""
+                diags.append(Diagnostic(f"test {name} failed{detail}", code="test_failed", level="error"))
+        for name in hung:
+            diags.append(Diagnostic(f"test {name} did not finish", code="test_failed", level="error"))
         if res.timed_out or res.killed_by:
             diags.append(Diagnostic(f"test binary killed ({res.killed_by})", code="sandbox", level="error"))
         elif not failed:

@@ -146,6 +146,33 @@ def _test_counts(text: str) -> tuple[int, int, int] | None:
     return None
 
 
+def _test_failures(out: str) -> list[Diagnostic]:
+    """One diagnostic per failed test: its name, error, what it printed, and the line in the candidate."""
+    diags: list[Diagnostic] = []
+    current, said = None, []
+    for line in out.splitlines():
+        m = re.match(r"^\d+/\d+ (\S+?)\.\.\.(.*)$", line)
+        if m:
+            current, said = m.group(1), [m.group(2)]
+        else:
+            said.append(line)
+        f = re.search(r"FAIL \((\w+)\)", line)
+        if f and current:
+            detail = " ".join(x.strip() for x in said if x.strip() and "FAIL (" not in x)[:300]
+            diags.append(
+                Diagnostic(
+                    f"test {current} failed: {f.group(1)}" + (f" ({detail})" if detail else ""),
+                    code="test_failed",
+                    level="error",
+                )
+            )
+            current = None
+        loc = re.match(rf"^\S*{re.escape(SRC)}:(\d+):\d+: 0x[0-9a-f]+ in test\.", line)
+        if loc and diags and diags[-1].line is None:
+            diags[-1].line = int(loc.group(1))
+    return diags
+
+
 def judge(
     candidate: str,
     *,
@@ -247,8 +274,7 @@ def judge(
         return verdict(False, "test", diags, res.isolation)
     passed, failed, skipped = tc_counts
     counts.update(tests_passed=passed, tests_failed=failed, tests_skipped=skipped)
-    for m in re.finditer(r"^\d+/\d+ (\S+?)\.\.\.(?:.*\n)*?FAIL \((\w+)\)", out, re.M):
-        diags.append(Diagnostic(f"test {m.group(1)} failed: {m.group(2)}", code="test_failed", level="error"))
+    diags += _test_failures(out)
     ok = res.ok and failed == 0
     if not ok and not diags:
         diags.append(Diagnostic(f"test binary exited with {res.returncode}", code="test_exit", level="error"))
