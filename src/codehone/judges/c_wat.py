@@ -1,0 +1,458 @@
+"""The c-wat judge: is this `(func ...)` the same function as the compiler's, when run?
+
+Stages (the verdict's `stage` is the last one reached):
+  parse     the candidate (or the ```wat fence in it) is exactly one `(func ...)`
+            form with nothing but comments around it, and no inline import/export.
+  assemble  it is spliced into the unit's reference module in place of the
+            original function (so `call $other`, `global.get $__stack_pointer`
+            and the data segments resolve by name) and `wat2wasm` (see
+            WAT2WASM_FEATURES) assembles and validates the module; errors carry the candidate's
+            own line numbers.
+  validate  wasmtime compiles the module (its validator is the one that runs it).
+  execute   differential execution against the reference, which is built by
+            the *same* round trip (wasm2wat of the mined module, the same
+            export added, wat2wasm), so both sides differ only in the function.
+
+Differential execution (see `wasm_run` for the sandbox, `c_wat_inputs` for the
+inputs): each test instantiates both modules fresh, runs `_initialize`, writes
+the same seeded arena past the end of memory, calls the function with the same
+arguments, and compares
+  * the return values (floats bit for bit; NaNs are canonicalised),
+  * linear memory from the initial stack pointer up (data, heap, arena) and
+    its size: the stack below it is dead after the return and may differ,
+  * every mutable global (the stack pointer must be restored),
+  * the log of calls to imports from other translation units.
+
+Traps: when the reference traps on an input (unreachable, out-of-bounds,
+division by zero, proc_exit, ...), the candidate must trap too. The kind of
+trap is not compared (two correct translations may fault at different points
+on undefined behaviour), nor is memory (a trap leaves it half-written); an
+exit code from proc_exit is compared. When the reference runs out of fuel or
+time the test is *skipped*: nothing can be said about that input. The
+candidate gets the same wall clock and at most `10 * reference fuel + 1M`
+instructions (the full fuel when the reference trapped: the counter is not
+exact after a trap), so an infinite loop is stopped quickly and reported.
+
+A unit whose reference cannot be instantiated or initialised (an import that
+is not a function, a trap in `_initialize`) is judged up to `validate` and
+says so in a warning; it is not a pass of the execute stage.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import subprocess
+import tempfile
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import wasmtime
+
+from .. import wat
+from ..records import Diagnostic, Verdict
+from ..toolchains import wabt
+from . import c_wat_inputs as inputs
+from . import wasm_run
+
+TARGET_EXPORT = "__codehone_target"
+ISOLATION = "wasmtime"
+MAX_CANDIDATE_CHARS = 1 << 20
+DEFAULT_FUEL = 20_000_000
+DEFAULT_MEMORY = 256 << 20
+
+# wabt's defaults (the features clang emits for wasm32-wasi) plus atomics. Not --enable-all: in
+# wabt 1.0.42 that turns on the "compact imports" encoding, which wasmtime rejects.
+WAT2WASM_FEATURES = ["--enable-threads"]
+
+_FENCE = re.compile(r"```[ \t]*(?:wat|wasm|wast|lisp|scheme)?[ \t]*\n(.*?)```", re.S | re.I)
+
+
+def extract_code(text: str) -> str:
+    """The first fenced code block that holds a `(func`, else the whole text."""
+    for m in _FENCE.finditer(text):
+        if "(func" in m.group(1):
+            return m.group(1)
+    return text
+
+
+# ---------------------------------------------------------------- parse
+
+
+def _line_of(text: str, offset: int) -> int:
+    return text.count("\n", 0, offset) + 1
+
+
+def parse_candidate(code: str, name: str) -> tuple[str | None, list[Diagnostic]]:
+    """The candidate as one `(func $name ...)` form, or diagnostics saying why not."""
+    if len(code) > MAX_CANDIDATE_CHARS:
+        return None, [Diagnostic(f"candidate is {len(code)} characters; the limit is {MAX_CANDIDATE_CHARS}",
+                                 code="too_large")]
+    try:
+        spans = wat.forms(code)
+    except wat.WatSyntaxError as e:
+        m = re.search(r"offset (\d+)", str(e))
+        return None, [Diagnostic(str(e), code="unbalanced", line=_line_of(code, int(m.group(1))) if m else None)]
+    if len(spans) != 1:
+        return None, [Diagnostic(f"expected exactly one (func ...) form, found {len(spans)}", code="not_one_form",
+                                 line=_line_of(code, spans[1][0]) if len(spans) > 1 else None)]
+    s, e = spans[0]
+    outside = code[:s] + " " + code[e:]
+    outside = re.sub(r";;[^\n]*", "", outside)
+    outside = re.sub(r"\(;.*?;\)", "", outside, flags=re.S)
+    if outside.strip():
+        stray = outside.strip().split()[0]
+        return None, [Diagnostic(f"text outside the (func ...) form: {stray[:40]!r}", code="stray_text")]
+    form = code[s:e]
+    m = re.match(r"\(\s*func\b\s*(\$[^\s()]+)?", form)
+    if not m:
+        head = re.match(r"\(\s*(\S*)", form).group(1)
+        return None, [Diagnostic(f"the form is ({head} ...), not (func ...)", code="not_func",
+                                 line=_line_of(code, s))]
+    inner = form[1:-1]
+    for fs, fe in wat.forms(inner):
+        kw = re.match(r"\(\s*([a-z0-9_.]+)", inner[fs:fe])
+        if kw and kw.group(1) in ("import", "export"):
+            return None, [Diagnostic(f"inline ({kw.group(1)} ...) is not allowed in the candidate",
+                                     code="inline_" + kw.group(1), line=_line_of(code, s + 1 + fs))]
+    # The function keeps the unit's name, whatever the candidate called it, so callers resolve.
+    form = form[: m.start(1)] + name + form[m.end(1):] if m.group(1) else form[: m.end()] + " " + name + form[m.end():]
+    return form, []
+
+
+# ---------------------------------------------------------------- reference modules
+
+
+@dataclass
+class Layout:
+    keep_from: int  # first compared address: the initial stack pointer when the stack is first
+    globals: list[str]  # export names of mutable globals
+
+
+def _module_wat(wasm_path: Path) -> str:
+    r = subprocess.run([wabt.tool("wasm2wat"), "--no-check", "--disable-annotations", os.fspath(wasm_path)],
+                       capture_output=True, timeout=120)
+    if r.returncode != 0:
+        raise RuntimeError(f"wasm2wat failed: {r.stderr.decode(errors='replace')[:300]}")
+    return r.stdout.decode("utf-8", "replace")
+
+
+def _with_exports(module_wat: str, fields: list[wat.Field], name: str) -> tuple[str, Layout]:
+    """Add exports for the function under test and every mutable global, before the module's `)`.
+
+    They go at the end, so the offsets in `fields` stay valid for the new text.
+    """
+    gidx = 0
+    exports = [f'(export "{TARGET_EXPORT}" (func {name}))']
+    names: list[str] = []
+    sp = None
+    min_data = None
+    for f in fields:
+        if f.kind == "import" and re.search(r"\(global\b", f.text):
+            gidx += 1
+        elif f.kind == "global":
+            if re.search(r"\(mut\s", f.text[:200]):
+                exp = f"__codehone_g{gidx}"
+                exports.append(f'(export "{exp}" (global {gidx}))')
+                names.append(exp)
+                if f.name == "$__stack_pointer":
+                    m = re.search(r"\(i32\.const\s+(-?\d+)\)", f.text)
+                    sp = int(m.group(1)) & 0xFFFFFFFF if m else None
+            gidx += 1
+        elif f.kind == "data":
+            m = re.search(r"\(i32\.const\s+(-?\d+)\)", f.text[:300])
+            if m:
+                off = int(m.group(1)) & 0xFFFFFFFF
+                min_data = off if min_data is None else min(min_data, off)
+    keep_from = sp if sp is not None and (min_data is None or min_data >= sp) else 0
+    end = module_wat.rstrip().rfind(")")
+    text = module_wat[:end] + "  " + "\n  ".join(exports) + "\n" + module_wat[end:]
+    return text, Layout(keep_from, names)
+
+
+@dataclass
+class Reference:
+    module_wat: str  # with the exports added, the reference function in place
+    func: wat.Field
+    params: list[str]
+    results: list[str]
+    layout: Layout
+    prepared: wasm_run.Prepared | None = None
+    base: int = 0  # where the arena starts: the end of memory after _initialize
+    error: str | None = None  # why it cannot be executed
+    outcomes: dict = field(default_factory=dict)  # (seed, test, fuel, mem) -> Outcome
+
+
+_WAT_CACHE: OrderedDict[str, tuple[str, list[wat.Field]]] = OrderedDict()
+_REF_CACHE: OrderedDict[tuple[str, str], Reference] = OrderedDict()
+
+
+def _lru_put(cache: OrderedDict, key, value, size: int) -> None:
+    cache[key] = value
+    cache.move_to_end(key)
+    while len(cache) > size:
+        cache.popitem(last=False)
+
+
+def _func_types(func_text: str) -> tuple[list[str], list[str]]:
+    params: list[str] = []
+    results: list[str] = []
+    inner = func_text[1:-1]
+    for s, e in wat.forms(inner):
+        part = inner[s:e]
+        kw = re.match(r"\(\s*(param|result)\b(.*)\)$", part, re.S)
+        if not kw:
+            continue
+        body = re.sub(r"^\s*\$\S+", "", kw.group(2))
+        types = re.findall(r"\b(i32|i64|f32|f64|v128|funcref|externref)\b", body)
+        (params if kw.group(1) == "param" else results).extend(types)
+    return params, results
+
+
+def reference(unit: dict, modules_dir: Path, memory_bytes: int = DEFAULT_MEMORY) -> Reference:
+    """The unit's reference module, round-tripped and prepared once per process (LRU)."""
+    sha = unit["meta"]["module"]
+    name = unit["meta"].get("wat_name") or "$" + unit["name"]
+    key = (sha, name)
+    if key in _REF_CACHE:
+        _REF_CACHE.move_to_end(key)
+        return _REF_CACHE[key]
+    if sha in _WAT_CACHE:
+        mod_wat, fields = _WAT_CACHE[sha]
+        _WAT_CACHE.move_to_end(sha)
+    else:
+        mod_wat = _module_wat(Path(modules_dir) / f"{sha}.wasm")
+        fields = wat.module_fields(mod_wat)  # slow on big modules: once per module
+        _lru_put(_WAT_CACHE, sha, (mod_wat, fields), 4)
+    text, layout = _with_exports(mod_wat, fields, name)
+    func = next((f for f in fields if f.kind == "func" and f.name == name), None)
+    if func is None:
+        raise KeyError(f"{name} is not a function of module {sha[:12]}")
+    params, results = _func_types(func.text)
+    ref = Reference(text, func, params, results, layout)
+    wasm, diags = assemble(text, func.start, func.text)
+    if wasm is None:
+        ref.error = "the reference module does not reassemble: " + "; ".join(d.message for d in diags[:2])
+    else:
+        try:
+            ref.prepared = wasm_run.prepare(wasm, layout.globals)
+            ref.base = _probe_base(ref.prepared, memory_bytes)
+        except Exception as e:  # instantiation or _initialize failed: not executable here
+            ref.error = f"the reference module cannot run: {str(e).splitlines()[0][:300]}"
+    _lru_put(_REF_CACHE, key, ref, 8)
+    return ref
+
+
+def _probe_base(prep: wasm_run.Prepared, memory_bytes: int) -> int:
+    """Instantiate once and run `_initialize`: the arena goes at the end of memory it leaves."""
+    store = wasmtime.Store(wasm_run.engine())
+    store.set_limits(memory_size=memory_bytes)
+    store.set_wasi(wasmtime.WasiConfig())
+    store.set_fuel(DEFAULT_FUEL)
+    store.set_epoch_deadline(int(10 / wasm_run.TICK_S))
+    inst = prep.pre.instantiate(store)
+    ex = inst.exports(store)
+    init = wasm_run._get(ex, "_initialize")
+    if init is not None:
+        init(store)
+    mem = wasm_run._get(ex, "memory")
+    return mem.data_len(store) if isinstance(mem, wasmtime.Memory) else 0
+
+
+# ---------------------------------------------------------------- assemble
+
+
+_WABT_ERR = re.compile(r"^[^:\n]*:(\d+):(\d+): (error|warning): (.*)$", re.M)
+
+
+def assemble(module_wat: str, func_start: int, func_text: str) -> tuple[bytes | None, list[Diagnostic]]:
+    """wat2wasm; diagnostics inside the function get the function's own line numbers."""
+    first = _line_of(module_wat, func_start)
+    last = first + func_text.count("\n")
+    with tempfile.TemporaryDirectory(prefix="codehone-wat-") as d:
+        src, out = Path(d) / "m.wat", Path(d) / "m.wasm"
+        src.write_text(module_wat, encoding="utf-8")
+        try:
+            r = subprocess.run([wabt.tool("wat2wasm"), *WAT2WASM_FEATURES, str(src), "-o", str(out)],
+                               capture_output=True, timeout=120)
+        except subprocess.TimeoutExpired:
+            return None, [Diagnostic("wat2wasm ran over 120 s", code="assemble_timeout")]
+        if r.returncode == 0 and out.exists():
+            return out.read_bytes(), []
+    err = r.stderr.decode("utf-8", "replace")
+    diags = []
+    for m in _WABT_ERR.finditer(err):
+        line = int(m.group(1))
+        inside = first <= line <= last
+        msg = m.group(4) if inside else f"{m.group(4)} (outside the function, module line {line})"
+        diags.append(Diagnostic(msg, code="wat2wasm", line=line - first + 1 if inside else None,
+                                level=m.group(3)))
+    if not diags:
+        diags.append(Diagnostic(err.strip()[:500] or "wat2wasm failed", code="wat2wasm"))
+    return None, diags[:20]
+
+
+# ---------------------------------------------------------------- execute
+
+
+def _describe(o: wasm_run.Outcome) -> str:
+    if o.kind == "return":
+        vals = ", ".join(_fmt(v) for v in o.values)
+        return f"returned ({vals})"
+    return f"{o.kind}: {o.message}"
+
+
+def _fmt(v: object) -> str:
+    if isinstance(v, tuple) and v and v[0] == "f":
+        import struct
+
+        return repr(struct.unpack("<d", bytes.fromhex(v[1]))[0])
+    return repr(v)
+
+
+def compare(ref: wasm_run.Outcome, cand: wasm_run.Outcome, keep_from: int) -> str | None:
+    """None when the candidate behaves like the reference, else what differs."""
+    if ref.kind in ("trap", "exit"):
+        if cand.kind == ref.kind == "exit" and cand.message != ref.message:
+            return f"expected {ref.message}, got {cand.message}"
+        if cand.kind in ("trap", "exit"):
+            return None
+        return f"expected a trap ({ref.message}), got {_describe(cand)}"
+    if cand.kind != "return":
+        return f"expected {_describe(ref)}, got {_describe(cand)}"
+    if cand.values != ref.values:
+        return f"expected {_describe(ref)}, got {_describe(cand)}"
+    if cand.globals != ref.globals:
+        return f"mutable globals differ after the call: expected {ref.globals}, got {cand.globals}"
+    if cand.log != ref.log or cand.host_calls != ref.host_calls:
+        i = next((k for k, (a, b) in enumerate(zip(ref.log, cand.log, strict=False)) if a != b), min(len(ref.log), len(cand.log)))
+        exp = ref.log[i] if i < len(ref.log) else "no call"
+        got = cand.log[i] if i < len(cand.log) else "no call"
+        return f"external calls differ at call {i}: expected {exp}, got {got}"
+    if cand.memory_pages != ref.memory_pages:
+        return f"memory size differs: expected {ref.memory_pages} pages, got {cand.memory_pages}"
+    if cand.memory != ref.memory:
+        i = next(k for k in range(min(len(ref.memory), len(cand.memory))) if ref.memory[k] != cand.memory[k])
+        n = sum(1 for a, b in zip(ref.memory, cand.memory, strict=True) if a != b)
+        return (f"memory differs at address {keep_from + i:#x} ({n} bytes differ): expected "
+                f"{ref.memory[i:i + 8].hex()}, got {cand.memory[i:i + 8].hex()}")
+    return None
+
+
+def judge(
+    candidate: str,
+    *,
+    unit: dict,
+    modules_dir: Path,
+    tests: int = 32,
+    seed: int = 0,
+    fuel: int = DEFAULT_FUEL,
+    timeout_s: float = 20.0,
+    memory_bytes: int = DEFAULT_MEMORY,
+) -> Verdict:
+    """Judge one candidate function for `unit` (a mined c-wat unit) against its reference module."""
+    timings: dict[str, float] = {}
+    t0 = time.monotonic()
+    name = unit["meta"].get("wat_name") or "$" + unit["name"]
+    code = extract_code(candidate)
+    form, diags = parse_candidate(code, name)
+    timings["parse"] = time.monotonic() - t0
+    if form is None:
+        return Verdict(False, "parse", diags, timings=timings, isolation=ISOLATION)
+
+    t = time.monotonic()
+    try:
+        ref = reference(unit, Path(modules_dir), memory_bytes)
+    except (OSError, RuntimeError, KeyError, wat.WatSyntaxError, subprocess.TimeoutExpired) as e:
+        return Verdict(False, "assemble", [Diagnostic(f"reference module unavailable: {e}", code="no_reference")],
+                       timings=timings, isolation=ISOLATION)
+    text = ref.module_wat[: ref.func.start] + form + ref.module_wat[ref.func.end:]
+    wasm, diags = assemble(text, ref.func.start, form)
+    timings["assemble"] = time.monotonic() - t
+    if wasm is None:
+        return Verdict(False, "assemble", diags, timings=timings, isolation=ISOLATION)
+
+    t = time.monotonic()
+    try:
+        cand = wasm_run.prepare(wasm, ref.layout.globals)
+    except Exception as e:
+        timings["validate"] = time.monotonic() - t
+        return Verdict(False, "validate", [Diagnostic(str(e).strip()[:1000], code="wasmtime")],
+                       timings=timings, isolation=ISOLATION)
+    timings["validate"] = time.monotonic() - t
+    if ref.prepared is None or ref.error:
+        return Verdict(True, "validate", [Diagnostic(f"not executed: {ref.error}", code="not_executable",
+                                                     level="warning")],
+                       counts={"tests": 0, "executed": False}, timings=timings, isolation=ISOLATION)
+
+    t = time.monotonic()
+    verdict = _execute(ref, cand, unit, tests, seed, fuel, timeout_s, memory_bytes)
+    timings["execute"] = time.monotonic() - t
+    verdict.timings = {**timings, **verdict.timings}
+    return verdict
+
+
+def _execute(ref: Reference, cand: wasm_run.Prepared, unit: dict, tests: int, seed: int, fuel: int,
+             timeout_s: float, memory_bytes: int) -> Verdict:
+    params = inputs.param_kinds(unit.get("signature", ""), unit["name"], ref.params, ref.results)
+    counts = {"tests": tests, "run": 0, "passed": 0, "failed": 0, "skipped": 0, "reference_traps": 0,
+              "pointer_params": sum(p.kind in ("ptr", "str") for p in params),
+              "ambiguous_params": sum(p.kind == "ambiguous" for p in params), "executed": True}
+    deadline = time.monotonic() + timeout_s
+    kinds = [p.kind for p in params]
+    for i in range(tests):
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return Verdict(False, "execute", [Diagnostic(f"wall-clock limit of {timeout_s:.1f}s reached after "
+                                                         f"{i} tests", code="timeout")],
+                           counts=counts, isolation=ISOLATION)
+        inp = inputs.make_input(params, seed, i, ref.base)
+        key = (seed, i, fuel, memory_bytes)
+        r = ref.outcomes.get(key)
+        if r is None:
+            r = wasm_run.run(ref.prepared, TARGET_EXPORT, inp.args, inp.arena, inputs.ARENA_PAGES,
+                             wasm_run.Limits(fuel, left, memory_bytes), ref.layout.keep_from)
+            if r.kind != "timeout":
+                ref.outcomes[key] = r
+        if r.kind in ("fuel", "timeout", "error"):
+            counts["skipped"] += 1
+            continue
+        counts["run"] += 1
+        if r.kind in ("trap", "exit"):
+            counts["reference_traps"] += 1
+        # wasmtime's fuel counter is exact only on a normal return (a trap can leave it unflushed).
+        budget = min(fuel, 10 * r.fuel_used + 1_000_000) if r.kind == "return" else fuel
+        c = wasm_run.run(cand, TARGET_EXPORT, inp.args, inp.arena, inputs.ARENA_PAGES,
+                         wasm_run.Limits(budget, max(0.05, deadline - time.monotonic()), memory_bytes),
+                         ref.layout.keep_from)
+        why = compare(r, c, ref.layout.keep_from)
+        if why is None:
+            counts["passed"] += 1
+            continue
+        counts["failed"] += 1
+        if c.kind == "fuel":
+            why = f"{why} (the reference used {r.fuel_used} instructions; the candidate was allowed {budget})"
+        args = ", ".join(f"{k}={_fmt(wasm_run._norm(a))}" for k, a in zip(kinds, inp.args, strict=True))
+        msg = f"test {i} ({args}): {why}"
+        code = {"fuel": "out_of_fuel", "timeout": "timeout"}.get(c.kind, "mismatch")
+        return Verdict(False, "execute", [Diagnostic(msg, code=code)], counts=counts, isolation=ISOLATION)
+    diags = []
+    if counts["run"] == 0:
+        diags.append(Diagnostic("no test could be run: the reference ran out of fuel or time on every input",
+                                code="no_tests", level="warning"))
+    elif counts["reference_traps"] == counts["run"]:
+        diags.append(Diagnostic("the reference trapped on every input: only trapping was compared",
+                                code="all_traps", level="warning"))
+    return Verdict(True, "execute", diags, counts=counts, isolation=ISOLATION)
+
+
+def cache_key(candidate: str, unit: dict) -> str:
+    """What a verdict depends on, for a content-addressed verdict cache."""
+    h = hashlib.sha256()
+    for part in (candidate, unit["meta"]["module"], unit["meta"].get("wat_name", ""), unit.get("signature", ""),
+                 wasmtime.__version__ if hasattr(wasmtime, "__version__") else "", wabt.version()):
+        h.update(part.encode("utf-8", "replace") + b"\0")
+    return h.hexdigest()

@@ -1,0 +1,269 @@
+"""Run one exported wasm function in wasmtime, bounded, deterministic, observable.
+
+Why wasmtime and these settings:
+  * wasm is its own sandbox: the candidate can touch only its linear memory
+    and the host functions we give it. No native code from the candidate runs.
+  * Fuel bounds instructions (an infinite loop); epoch interruption bounds
+    wall-clock time (a loop of `memory.fill` over megabytes costs little fuel
+    per iteration); `Store.set_limits(memory_size=...)` bounds memory, so an
+    unbounded `memory.grow` gets -1 instead of host memory.
+  * NaN canonicalisation makes float results bit-for-bit deterministic, so
+    memory holding floats can be compared byte for byte.
+  * WASI is wasmtime's own (`define_wasi`, no preopens, no inherited stdio,
+    no argv/env), except the calls whose answer changes from run to run or
+    which block: `clock_time_get`, `clock_res_get`, `random_get`, `poll_oneoff`
+    and `sched_yield` are replaced by deterministic stubs, or reference and
+    candidate would differ on `time()` alone.
+  * Imports from other translation units ("env") are stubs that return zero
+    and record their name and arguments; the call log is part of what is
+    compared, so a candidate must make the same external calls in order.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import threading
+import time
+from dataclasses import dataclass, field
+
+import wasmtime
+
+TICK_S = 0.01  # epoch period
+MAX_LOG = 256  # host-call log entries kept (and compared); the count is kept beyond that
+WASI = "wasi_snapshot_preview1"
+FIXED_TIME_NS = 1_700_000_000 * 10**9
+
+_ENGINE: wasmtime.Engine | None = None
+_LOCK = threading.Lock()
+
+
+def engine() -> wasmtime.Engine:
+    """One engine per process, with a daemon thread that advances its epoch every TICK_S."""
+    global _ENGINE
+    with _LOCK:
+        if _ENGINE is None:
+            cfg = wasmtime.Config()
+            cfg.consume_fuel = True
+            cfg.epoch_interruption = True
+            cfg.cranelift_nan_canonicalization = True
+            cfg.wasm_relaxed_simd_deterministic = True
+            eng = wasmtime.Engine(cfg)
+
+            def tick() -> None:
+                while True:
+                    time.sleep(TICK_S)
+                    eng.increment_epoch()
+
+            threading.Thread(target=tick, name="codehone-epoch", daemon=True).start()
+            _ENGINE = eng
+    return _ENGINE
+
+
+class _State(threading.local):
+    log: list | None = None
+    calls: int = 0
+
+
+_STATE = _State()
+
+
+def _record(name: str, args: tuple) -> None:
+    _STATE.calls += 1
+    if _STATE.log is not None and len(_STATE.log) < MAX_LOG:
+        _STATE.log.append((name, tuple(_norm(a) for a in args)))
+
+
+def _norm(v: object) -> object:
+    """A float as its bit pattern, so NaN == NaN and -0.0 != 0.0 in comparisons."""
+    import struct
+
+    if isinstance(v, float):
+        return ("f", struct.pack("<d", v).hex())
+    return v
+
+
+def _zero(t: wasmtime.ValType) -> object:
+    s = str(t)
+    return 0.0 if s in ("f32", "f64") else (None if "ref" in s else 0)
+
+
+def _env_stub(name: str, ty: wasmtime.FuncType):
+    results = list(ty.results)
+
+    def stub(*args):
+        _record(name, args)
+        if not results:
+            return None
+        vals = [_zero(r) for r in results]
+        return vals[0] if len(vals) == 1 else vals
+
+    return stub
+
+
+def _mem(caller):
+    m = caller.get("memory")
+    return m if isinstance(m, wasmtime.Memory) else None
+
+
+def _clock_time_get(caller, clock_id, precision, out):
+    _record("wasi.clock_time_get", (clock_id,))
+    m = _mem(caller)
+    if m is None or out < 0 or out + 8 > m.data_len(caller):
+        return 21  # EFAULT
+    m.write(caller, FIXED_TIME_NS.to_bytes(8, "little"), out)
+    return 0
+
+
+def _clock_res_get(caller, clock_id, out):
+    m = _mem(caller)
+    if m is None or out < 0 or out + 8 > m.data_len(caller):
+        return 21
+    m.write(caller, (1000).to_bytes(8, "little"), out)
+    return 0
+
+
+def _random_get(caller, buf, n):
+    _record("wasi.random_get", (n,))
+    m = _mem(caller)
+    if m is None or buf < 0 or n < 0 or buf + n > m.data_len(caller):
+        return 21
+    m.write(caller, bytes((i * 167 + 13) & 0xFF for i in range(n)), buf)
+    return 0
+
+
+def _linker(module: wasmtime.Module) -> wasmtime.Linker:
+    eng = engine()
+    linker = wasmtime.Linker(eng)
+    linker.allow_shadowing = True
+    linker.define_wasi()
+    i32, i64 = wasmtime.ValType.i32(), wasmtime.ValType.i64()
+    linker.define_func(WASI, "clock_time_get", wasmtime.FuncType([i32, i64, i32], [i32]), _clock_time_get, True)
+    linker.define_func(WASI, "clock_res_get", wasmtime.FuncType([i32, i32], [i32]), _clock_res_get, True)
+    linker.define_func(WASI, "random_get", wasmtime.FuncType([i32, i32], [i32]), _random_get, True)
+    linker.define_func(WASI, "poll_oneoff", wasmtime.FuncType([i32, i32, i32, i32], [i32]),
+                       lambda *a: _record("wasi.poll_oneoff", ()) or 52, False)  # ENOSYS: never sleep
+    linker.define_func(WASI, "sched_yield", wasmtime.FuncType([], [i32]), lambda: 0, False)
+    for imp in module.imports:
+        if imp.module == WASI:
+            continue
+        ty = imp.type
+        if isinstance(ty, wasmtime.FuncType):
+            linker.define_func(imp.module, imp.name or "", ty, _env_stub(f"{imp.module}.{imp.name}", ty))
+        # Non-function imports (globals, tables, memories) are left undefined: instantiation fails
+        # with wasmtime's message and the unit is reported as not executable.
+    return linker
+
+
+@dataclass
+class Prepared:
+    """A compiled module, ready to instantiate many times."""
+
+    module: wasmtime.Module
+    pre: object  # wasmtime InstancePre
+    globals: list[str]  # exported mutable globals to compare after a call
+
+
+def prepare(wasm: bytes, global_exports: list[str]) -> Prepared:
+    """Compile (validates) and link; raises wasmtime.WasmtimeError with the reason."""
+    module = wasmtime.Module(engine(), wasm)
+    pre = _linker(module).instantiate_pre(module)
+    return Prepared(module, pre, global_exports)
+
+
+@dataclass
+class Outcome:
+    kind: str  # return | trap | exit | fuel | timeout | error
+    values: tuple = ()
+    message: str = ""
+    memory: bytes = b""  # compared region of linear memory after the call
+    memory_pages: int = 0
+    globals: tuple = ()
+    log: list = field(default_factory=list)
+    host_calls: int = 0
+    fuel_used: int = 0
+    seconds: float = 0.0
+
+
+@dataclass
+class Limits:
+    fuel: int
+    deadline_s: float
+    memory_bytes: int
+
+
+def _classify(e: Exception, store: wasmtime.Store, fuel: int) -> tuple[str, str]:
+    if isinstance(e, wasmtime.ExitTrap):
+        return "exit", f"proc_exit({e.code})"
+    if isinstance(e, wasmtime.Trap):
+        code = e.trap_code
+        if code == wasmtime.TrapCode.OUT_OF_FUEL:
+            return "fuel", f"out of fuel ({fuel} instructions)"
+        if code == wasmtime.TrapCode.INTERRUPT:
+            return "timeout", "wall-clock limit (epoch interrupt)"
+        lines = [ln.strip() for ln in (e.message or str(e)).splitlines() if ln.strip()]
+        cause = lines[-1] if lines else str(code)
+        return "trap", cause.split(": ", 1)[-1] if cause[:1].isdigit() else cause
+    return "error", str(e).splitlines()[0] if str(e) else type(e).__name__
+
+
+def run(prep: Prepared, target: str, args: list, arena: bytes, arena_pages: int, limits: Limits,
+        keep_from: int, keep_to: int | None = None) -> Outcome:
+    """Fresh instance; `_initialize`; grow `arena_pages` and write the arena there; call `target`.
+
+    `keep_from` is the first address compared afterwards (everything below it is the dead
+    stack region); the arena is written at the old end of memory, which the caller must have
+    used as `base` when building pointers.
+    """
+    t0 = time.monotonic()
+    store = wasmtime.Store(engine())
+    store.set_limits(memory_size=limits.memory_bytes)
+    wasi = wasmtime.WasiConfig()
+    store.set_wasi(wasi)
+    store.set_fuel(limits.fuel)
+    store.set_epoch_deadline(max(1, int(limits.deadline_s / TICK_S) + 1))
+    _STATE.log, _STATE.calls = [], 0
+    try:
+        inst = prep.pre.instantiate(store)
+        exports = inst.exports(store)
+        mem = _get(exports, "memory")
+        mem = mem if isinstance(mem, wasmtime.Memory) else None
+        init = _get(exports, "_initialize")
+        if init is not None:
+            init(store)
+        if mem is not None and arena_pages:
+            old = mem.grow(store, arena_pages)
+            mem.write(store, arena, old * 65536)
+        _STATE.log, _STATE.calls = [], 0  # only the call under test is compared
+        before = store.get_fuel()
+        res = _get(exports, target)(store, *args)
+        used = before - store.get_fuel()
+    except Exception as e:  # traps, exits, fuel, epoch: all are outcomes, never host errors
+        kind, msg = _classify(e, store, limits.fuel)
+        return Outcome(kind, message=msg, log=_STATE.log or [], host_calls=_STATE.calls,
+                       fuel_used=limits.fuel - _safe_fuel(store), seconds=time.monotonic() - t0)
+    values = res if isinstance(res, tuple) else (() if res is None else (res,))
+    memory = b""
+    pages = 0
+    if mem is not None:
+        ptr = mem.data_ptr(store)
+        n = mem.data_len(store)
+        pages = n // 65536
+        end = n if keep_to is None else min(n, keep_to)
+        memory = ctypes.string_at(ctypes.addressof(ptr.contents) + keep_from, max(0, end - keep_from))
+    globs = tuple(_norm(_get(exports, g).value(store)) for g in prep.globals)
+    return Outcome("return", tuple(_norm(v) for v in values), memory=memory, memory_pages=pages, globals=globs,
+                   log=_STATE.log, host_calls=_STATE.calls, fuel_used=used, seconds=time.monotonic() - t0)
+
+
+def _safe_fuel(store: wasmtime.Store) -> int:
+    try:
+        return store.get_fuel()
+    except Exception:
+        return 0
+
+
+def _get(exports, name: str):
+    try:
+        return exports[name]
+    except (KeyError, IndexError):
+        return None
