@@ -188,15 +188,16 @@ def build(
     recipe: Path = typer.Option(None, "--recipe", "-r", help="YAML recipe; its `build:` section is used."),
     sets: list[str] = typer.Option(
         None, "--set", help="Override a recipe setting, e.g. --set dedup.near.threshold=0.8 "
-        "--set 'output.formats=[chat,alpaca]' --set filters.tokenizer=MODEL_DIR (repeatable)."
+        "--set 'output.formats=\\[chat,alpaca]' --set filters.tokenizer=MODEL_DIR (repeatable)."
     ),
 ) -> None:
     """Units → a deduplicated, filtered, decontaminated, leak-free dataset with a card.
 
-    Steps: unit filters → exact dedup → MinHash near-dedup → split grouped by repository or file (stable
-    hash) → decontamination of train → render each unit in every prompt mode → token-length limits
-    (dropped, never truncated) → JSONL + Parquet per split and format, units.jsonl, dropped.jsonl,
-    stats.json and README.md (the card, with plots). Same inputs and recipe give byte-identical files.
+    Steps: unit filters → exact dedup → MinHash near-dedup → split grouped by repository or file →
+    decontamination of train → every prompt mode rendered → token limits (drop, never truncate).
+
+    Writes JSONL + Parquet per split and format, units.jsonl, dropped.jsonl, stats.json and README.md
+    (the card, with plots). The same inputs and recipe give byte-identical files.
     """
     import time
 

@@ -192,6 +192,8 @@ def run_build(
             unit_reasons[r] += 1
             dropped.append(_drop_record(u, "filter", r))
     units = kept
+    if not units:
+        log(f"every unit was filtered out ({', '.join(f'{k}={v}' for k, v in sorted(unit_reasons.items()))})")
 
     lap("filter")
 
