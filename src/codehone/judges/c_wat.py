@@ -198,17 +198,26 @@ def _lru_put(cache: OrderedDict, key, value, size: int) -> None:
 
 
 def _func_types(func_text: str) -> tuple[list[str], list[str]]:
+    """(params, results) of a `(func ...)`: its leading (param ...)/(result ...) forms only, never
+    the `(result i32)` of a block or `if` further down."""
     params: list[str] = []
     results: list[str] = []
     inner = func_text[1:-1]
+    head = re.match(r"\s*func\b\s*(\$[^\s()]+)?", inner)
+    pos = head.end() if head else 0
     for s, e in wat.forms(inner):
+        gap = re.sub(r";;[^\n]*|\(;.*?;\)", "", inner[pos:s], flags=re.S)
+        if gap.strip():
+            break  # an instruction: the header is over
+        pos = e
         part = inner[s:e]
-        kw = re.match(r"\(\s*(param|result)\b(.*)\)$", part, re.S)
+        kw = re.match(r"\(\s*(param|result|local|type)\b(.*)\)$", part, re.S)
         if not kw:
-            continue
-        body = re.sub(r"^\s*\$\S+", "", kw.group(2))
-        types = re.findall(r"\b(i32|i64|f32|f64|v128|funcref|externref)\b", body)
-        (params if kw.group(1) == "param" else results).extend(types)
+            break
+        if kw.group(1) in ("param", "result"):
+            body = re.sub(r"^\s*\$\S+", "", kw.group(2))
+            types = re.findall(r"\b(i32|i64|f32|f64|v128|funcref|externref)\b", body)
+            (params if kw.group(1) == "param" else results).extend(types)
     return params, results
 
 
@@ -369,6 +378,12 @@ def judge(
     except (OSError, RuntimeError, KeyError, wat.WatSyntaxError, subprocess.TimeoutExpired) as e:
         return Verdict(False, "assemble", [Diagnostic(f"reference module unavailable: {e}", code="no_reference")],
                        timings=timings, isolation=ISOLATION)
+    if _func_types(form) != (ref.params, ref.results):
+        p, r = _func_types(form)
+        return Verdict(False, "assemble", [Diagnostic(
+            f"the signature must stay (param {' '.join(ref.params)}) (result {' '.join(ref.results)}); the "
+            f"candidate has (param {' '.join(p)}) (result {' '.join(r)})", code="signature_mismatch", line=1)],
+            timings=timings, isolation=ISOLATION)
     text = ref.module_wat[: ref.func.start] + form + ref.module_wat[ref.func.end:]
     wasm, diags = assemble(text, ref.func.start, form)
     timings["assemble"] = time.monotonic() - t

@@ -159,19 +159,17 @@ def _f32(x: float) -> float:
         return math.copysign(math.inf, x)
 
 
-def scalar(rng: random.Random, wasm: str, test: int) -> int | float:
-    """Edge values for the first tests, then a seeded mix of edges, small and full-range values."""
+def _random_scalar(rng: random.Random, wasm: str) -> int | float:
+    """A seeded mix: an edge value, a small value (sizes, counts, characters), or any bit pattern."""
+    r = rng.random()
     if wasm in ("i32", "i64"):
         bits = 32 if wasm == "i32" else 64
-        edges = _INT_EDGES[wasm]
-        r = rng.random()
-        if test < len(edges) and r < 0.5 or r < 0.25:
-            return rng.choice(edges)
-        if r < 0.75:
+        if r < 0.2:
+            return rng.choice(_INT_EDGES[wasm])
+        if r < 0.7:
             return rng.randint(0, 64)
         v = rng.getrandbits(bits)
         return v - (1 << bits) if v >> (bits - 1) else v
-    r = rng.random()
     if r < 0.3:
         v = rng.choice(_FLOAT_EDGES)
     elif r < 0.8:
@@ -179,7 +177,35 @@ def scalar(rng: random.Random, wasm: str, test: int) -> int | float:
     else:
         fmt, bits = ("<d", 64) if wasm == "f64" else ("<f", 32)
         v = struct.unpack(fmt, rng.getrandbits(bits).to_bytes(bits // 8, "little"))[0]
-    return _f32(v) if wasm == "f32" else v
+    return v
+
+
+def _wrap(v: int | float, wasm: str) -> int | float:
+    if wasm in ("i32", "i64"):
+        bits = 32 if wasm == "i32" else 64
+        v = int(v) & ((1 << bits) - 1)
+        return v - (1 << bits) if v >> (bits - 1) else v
+    return _f32(float(v)) if wasm == "f32" else float(v)
+
+
+def scalar(rng: random.Random, wasm: str, test: int, j: int, earlier: list[tuple[str, int | float]]) -> int | float:
+    """The value of scalar parameter number `j` in test number `test`.
+
+    Tests 0..E-1 rotate through the E edge values (each parameter sees every edge once);
+    tests E..2E-1 give every parameter the *same* edge value (a == b is where `<` and `<=`
+    differ); later tests are random, and a parameter copies an earlier one of the same
+    type, or its neighbour (±1), a quarter of the time.
+    """
+    edges = _INT_EDGES[wasm] if wasm in ("i32", "i64") else _FLOAT_EDGES
+    e = len(edges)
+    if test < e:
+        return _wrap(edges[(test + j) % e], wasm)
+    if test < 2 * e:
+        return _wrap(edges[test - e], wasm)
+    same = [v for t, v in earlier if t == wasm]
+    if same and rng.random() < 0.25:
+        return _wrap(rng.choice(same) + rng.choice((0, 0, 1, -1)), wasm)
+    return _wrap(_random_scalar(rng, wasm), wasm)
 
 
 _TEXT = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 .,:;-_/\\\"'{}[]()+=*&%$#@!?\n\t"
@@ -235,7 +261,8 @@ def make_input(params: list[Param], seed: int, test: int, base: int) -> TestInpu
     slot = (size - 4096) // nptr
     args: list[int | float] = []
     k = 0
-    for p in params:
+    earlier: list[tuple[str, int | float]] = []
+    for j, p in enumerate(params):
         as_ptr = p.kind in ("ptr", "str") or (p.kind == "ambiguous" and test % 2 == 1)
         if p.kind in ("ptr", "str", "ambiguous"):
             off = k * slot + rng.randrange(0, max(1, slot // 4), 16)
@@ -251,5 +278,7 @@ def make_input(params: list[Param], seed: int, test: int, base: int) -> TestInpu
         elif p.kind == "funcptr":
             args.append(rng.randint(0, 8))
         else:
-            args.append(scalar(rng, p.wasm, test))
+            v = scalar(rng, p.wasm, test, j, earlier)
+            earlier.append((p.wasm, v))
+            args.append(v)
     return TestInput(args, bytes(arena), base)

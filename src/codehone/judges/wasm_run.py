@@ -3,10 +3,11 @@
 Why wasmtime and these settings:
   * wasm is its own sandbox: the candidate can touch only its linear memory
     and the host functions we give it. No native code from the candidate runs.
-  * Fuel bounds instructions (an infinite loop); epoch interruption bounds
-    wall-clock time (a loop of `memory.fill` over megabytes costs little fuel
-    per iteration); `Store.set_limits(memory_size=...)` bounds memory, so an
-    unbounded `memory.grow` gets -1 instead of host memory.
+  * Fuel bounds instructions (an infinite loop; bulk memory operations are
+    charged by size too); epoch interruption bounds wall-clock time whatever
+    the cause (host calls, a fuel budget set very high), as defence in depth;
+    `Store.set_limits(memory_size=...)` bounds memory, so an unbounded
+    `memory.grow` gets -1 instead of host memory.
   * NaN canonicalisation makes float results bit-for-bit deterministic, so
     memory holding floats can be compared byte for byte.
   * WASI is wasmtime's own (`define_wasi`, no preopens, no inherited stdio,

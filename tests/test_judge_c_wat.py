@@ -1,0 +1,233 @@
+"""The c-wat judge on units mined here from a small C file: real zig cc, wabt and wasmtime.
+
+Each mutant below is one the judge must catch, and each is checked for the
+*stage* and the *reason*, so a judge that fails everything cannot pass.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+import pytest
+import wasmtime
+
+from codehone.judges import c_wat, wasm_run
+from codehone.judges.c_wat_inputs import param_kinds
+from codehone.mine import MineConfig, run_mine
+from codehone.records import read_jsonl
+from codehone.sources import resolve
+
+FIXTURE_C = r"""
+#include <string.h>
+
+int clamp_add(int a, int b) {
+    int s = a + b;
+    if (s < 0) return 0;
+    if (s > 100) return 100;
+    return s;
+}
+
+int is_lt(int a, int b) { return a < b; }
+
+int divide(int a, int b) { return a / b; }
+
+int sum_array(const int *xs, int n) {
+    int s = 0;
+    for (int i = 0; i < n && i < 64; i++) s += xs[i];
+    return s;
+}
+
+void upcase(char *s) {
+    for (; *s; s++)
+        if (*s >= 'a' && *s <= 'z') *s = (char)(*s - 'a' + 'A');
+}
+
+double scale(double x, float f) { return x * f + 1.0; }
+
+static int helper(int x) { return x * 3 + 1; }
+int uses_helper(int x) { return helper(x) + helper(x + 1); }
+"""
+
+
+@pytest.fixture(scope="module")
+def mined(tmp_path_factory) -> tuple[dict[str, dict], Path]:
+    root = tmp_path_factory.mktemp("repo")
+    (root / "fx.c").write_text(FIXTURE_C)
+    out = tmp_path_factory.mktemp("out")
+    run_mine([resolve(str(root))], out, MineConfig(jobs=1))
+    units = {u["name"]: u for u in read_jsonl(out / "units.jsonl")}
+    assert len(units) == 8, sorted(units)
+    return units, out / "modules"
+
+
+def judge(mined, name: str, candidate: str | None = None, **kw):
+    units, modules = mined
+    u = units[name]
+    return c_wat.judge(u["artifact"] if candidate is None else candidate, unit=u, modules_dir=modules, **kw)
+
+
+def mutate(text: str, old: str, new: str, nth: int = 0) -> str:
+    """Replace the nth occurrence of the instruction line `old` (whole line match)."""
+    hits = list(re.finditer(rf"(?m)^(\s*){re.escape(old)}(?=\)*$)", text))
+    m = hits[nth]
+    return text[: m.start()] + m.group(1) + new + text[m.end():]
+
+
+def test_every_unit_passes_against_itself(mined):
+    units, _ = mined
+    for name in units:
+        v = judge(mined, name)
+        assert v.ok and v.stage == "execute", (name, v.diagnostics)
+        assert v.counts["run"] >= 16 and v.counts["passed"] == v.counts["run"], (name, v.counts)
+        assert v.isolation == "wasmtime"
+
+
+def test_pointer_params_are_buffers_and_strings(mined):
+    units, _ = mined
+    assert [p.kind for p in param_kinds(units["sum_array"]["signature"], "sum_array", ["i32", "i32"], ["i32"])] \
+        == ["ptr", "scalar"]
+    assert [p.kind for p in param_kinds(units["upcase"]["signature"], "upcase", ["i32"], [])] == ["str"]
+    v = judge(mined, "sum_array")
+    assert v.counts["pointer_params"] == 1 and v.counts["reference_traps"] == 0
+
+
+def test_param_kinds_from_tricky_signatures():
+    kinds = lambda sig, name, ps, rs=("i32",): [p.kind for p in param_kinds(sig, name, list(ps), list(rs))]  # noqa: E731
+    assert kinds("CJSON_PUBLIC(cJSON *) f(const char *const *s, int n)", "f", ["i32", "i32"]) == ["str", "scalar"]
+    assert kinds("int ZEXPORT g(z_streamp strm, uInt n, size_t k)", "g", ["i32", "i32", "i32"]) == \
+        ["ptr", "scalar", "scalar"]
+    assert kinds("int h(int (*cmp)(const void *, const void *), mystery_t m)", "h", ["i32", "i32"]) == \
+        ["funcptr", "ambiguous"]
+    assert kinds("int v(const char *fmt, ...)", "v", ["i32", "i32"]) == ["str", "ptr"]
+    assert kinds("struct pt mk(int x)", "mk", ["i32", "i32"], ()) == ["ptr", "scalar"]  # sret pointer
+    assert kinds("long long w(long long a, double d)", "w", ["i64", "f64"], ("i64",)) == ["scalar", "scalar"]
+
+
+def test_equivalent_rewrite_passes(mined):
+    v = judge(mined, "is_lt", "(func $is_lt (param i32 i32) (result i32)\n  local.get 1\n  local.get 0\n  i32.gt_s)")
+    assert v.ok and v.stage == "execute", v.diagnostics
+
+
+def test_equivalent_mutant_passes(mined):
+    # clamp_add ends in select(100, s, s < 100): with s <= 100 the s == 100 case yields 100 either way.
+    units, _ = mined
+    v = judge(mined, "clamp_add", mutate(units["clamp_add"]["artifact"], "i32.lt_s", "i32.le_s"))
+    assert v.ok and v.stage == "execute", v.diagnostics
+
+
+def test_fenced_and_renamed_candidate_is_accepted(mined):
+    units, _ = mined
+    body = units["is_lt"]["artifact"].replace("$is_lt", "$whatever", 1)
+    v = judge(mined, "is_lt", f"Here it is:\n```wat\n{body}\n```\n")
+    assert v.ok and v.stage == "execute", v.diagnostics
+
+
+@pytest.mark.parametrize("candidate, code", [
+    ("(func $is_lt (param i32 i32) (result i32) local.get 0", "unbalanced"),
+    ("(func $a) (func $b)", "not_one_form"),
+    ("(module (func $is_lt))", "not_func"),
+    ("(func $is_lt (param i32 i32) (result i32) i32.const 1) trailing words", "stray_text"),
+    ('(func $is_lt (export "x") (param i32 i32) (result i32) i32.const 1)', "inline_export"),
+])
+def test_malformed_candidates_fail_at_parse(mined, candidate, code):
+    v = judge(mined, "is_lt", candidate)
+    assert not v.ok and v.stage == "parse" and v.diagnostics[0].code == code, v.diagnostics
+
+
+def test_syntax_error_fails_at_assemble_with_the_candidates_line(mined):
+    units, _ = mined
+    bad = mutate(units["clamp_add"]["artifact"], "i32.add", "i32.addd")
+    line = bad.splitlines().index("    i32.addd") + 1
+    v = judge(mined, "clamp_add", bad)
+    assert not v.ok and v.stage == "assemble"
+    assert v.diagnostics[0].line == line and "i32.addd" in v.diagnostics[0].message
+
+
+def test_type_error_and_unknown_callee_fail_at_assemble(mined):
+    v = judge(mined, "is_lt", "(func $is_lt (param i32 i32) (result i32)\n  local.get 0)\n".replace(
+        "local.get 0", "local.get 0\n  i64.const 1\n  i32.add"))
+    assert not v.ok and v.stage == "assemble" and v.diagnostics[0].line == 4, v.diagnostics
+    v = judge(mined, "is_lt", "(func $is_lt (param i32 i32) (result i32)\n  local.get 0\n  call $no_such)")
+    assert not v.ok and v.stage == "assemble" and v.diagnostics[0].line == 3, v.diagnostics
+
+
+def test_signature_change_is_caught_at_assemble(mined):
+    v = judge(mined, "helper", "(func $helper (param i64) (result i32) i32.const 0)")
+    assert not v.ok and v.stage == "assemble" and v.diagnostics[0].code == "signature_mismatch", v.diagnostics
+
+
+@pytest.mark.parametrize("name, old, new, nth", [
+    ("clamp_add", "i32.const 100", "i32.const 101", 0),  # changed constant
+    ("clamp_add", "i32.const 0", "i32.const 1", 0),
+    ("is_lt", "i32.lt_s", "i32.le_s", 0),  # off-by-one comparison: needs a == b among the inputs
+    ("helper", "i32.add", "i32.sub", 0),  # swapped operator
+    ("uses_helper", "i32.const 5", "i32.const 4", 0),
+    ("scale", "f64.add", "f64.sub", 0),
+    ("sum_array", "i32.const 64", "i32.const 63", 0),  # a loop bound: only some inputs reach it
+    ("sum_array", "i32.add", "i32.sub", 4),
+])
+def test_scalar_mutants_are_caught_at_execute(mined, name, old, new, nth):
+    units, _ = mined
+    v = judge(mined, name, mutate(units[name]["artifact"], old, new, nth))
+    assert not v.ok and v.stage == "execute" and v.diagnostics[0].code == "mismatch", v.diagnostics
+    assert "test " in v.diagnostics[0].message and "expected" in v.diagnostics[0].message
+
+
+def test_memory_only_difference_is_caught(mined):
+    units, _ = mined
+    # 'a'..'z' become 'A'+1 ..: upcase returns nothing, so only memory can show it.
+    v = judge(mined, "upcase", mutate(units["upcase"]["artifact"], "i32.const -32", "i32.const -31"))
+    assert not v.ok and v.stage == "execute"
+    assert "memory differs" in v.diagnostics[0].message, v.diagnostics
+
+
+def test_reference_trap_must_be_matched(mined):
+    # divide traps on b == 0 (an edge value): the candidate must trap too.
+    v = judge(mined, "divide")
+    assert v.ok and v.counts["reference_traps"] >= 1
+    safe = ("(func $divide (param i32 i32) (result i32)\n  local.get 1\n  i32.eqz\n  if (result i32)\n"
+            "    i32.const 0\n  else\n    local.get 0\n    local.get 1\n    i32.div_s\n  end)")
+    v = judge(mined, "divide", safe)
+    assert not v.ok and "expected a trap" in v.diagnostics[0].message, v.diagnostics
+
+
+def test_not_restoring_the_stack_pointer_is_caught(mined):
+    cand = ("(func $is_lt (param i32 i32) (result i32)\n  global.get $__stack_pointer\n  i32.const 16\n"
+            "  i32.sub\n  global.set $__stack_pointer\n  local.get 0\n  local.get 1\n  i32.lt_s)")
+    v = judge(mined, "is_lt", cand)
+    assert not v.ok and "globals differ" in v.diagnostics[0].message, v.diagnostics
+
+
+def test_infinite_loop_is_stopped_by_fuel(mined):
+    t = time.monotonic()
+    v = judge(mined, "is_lt", "(func $is_lt (param i32 i32) (result i32)\n  (loop $l (br $l))\n  i32.const 0)")
+    assert not v.ok and v.stage == "execute" and v.diagnostics[0].code == "out_of_fuel", v.diagnostics
+    assert "instructions" in v.diagnostics[0].message
+    assert time.monotonic() - t < 10
+
+
+def test_memory_grow_bomb_is_contained(mined):
+    grow_once = "(func $is_lt (param i32 i32) (result i32)\n  i32.const 60000\n  memory.grow)"
+    v = judge(mined, "is_lt", grow_once, memory_bytes=64 << 20)
+    assert not v.ok and "returned (-1)" in v.diagnostics[0].message, v.diagnostics  # the limit refused it
+    forever = ("(func $is_lt (param i32 i32) (result i32)\n"
+               "  (loop $l (drop (memory.grow (i32.const 16))) (br $l))\n  i32.const 0)")
+    v = judge(mined, "is_lt", forever, memory_bytes=64 << 20)
+    assert not v.ok and v.diagnostics[0].code == "out_of_fuel", v.diagnostics
+
+
+def test_wall_clock_limit_stops_a_call_whatever_its_fuel():
+    wasm = wasmtime.wat2wasm('(module (memory 1) (func (export "f") (loop $l (br $l))))')
+    prep = wasm_run.prepare(wasm, [])
+    t = time.monotonic()
+    out = wasm_run.run(prep, "f", [], b"", 0, wasm_run.Limits(fuel=10**15, deadline_s=0.3, memory_bytes=1 << 20), 0)
+    assert out.kind == "timeout" and time.monotonic() - t < 3
+
+
+def test_unexecutable_reference_is_reported_not_passed(mined, tmp_path):
+    units, modules = mined
+    u = dict(units["is_lt"], meta={**units["is_lt"]["meta"], "module": "0" * 64})
+    v = c_wat.judge(u["artifact"], unit=u, modules_dir=modules)
+    assert not v.ok and v.diagnostics[0].code == "no_reference"
