@@ -379,6 +379,15 @@ def test_cli_errors_are_one_line_without_traceback(tmp_path):
             str(tmp_path / "none.yaml"),
         ],
         ["build", "-o", str(tmp_path / "o")],
+        [
+            "build",
+            str(tmp_path / "ok.jsonl"),
+            "-o",
+            str(tmp_path / "o"),
+            "--set",
+            f"filters.tokenizer={tmp_path}",
+        ],
+        ["build", str(tmp_path / "ok.jsonl"), "-o", str(tmp_path / "o"), "--set", "split.ratios={val: 1.0}"],
     ]
     for args in cases:
         r = runner.invoke(app, args)

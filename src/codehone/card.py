@@ -43,7 +43,9 @@ def length_summary(lengths: dict[str, dict[str, list[int]]]) -> dict[str, Any]:
     return {"prompt": _summary(allp), "completion": _summary(allc)}
 
 
-def _histogram(path: Path, lengths: dict[str, dict[str, list[int]]], key: str, xlabel: str) -> None:
+def _histogram(
+    path: Path, lengths: dict[str, dict[str, list[int]]], key: str, xlabel: str, limit: int | None, title: str
+) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -57,11 +59,14 @@ def _histogram(path: Path, lengths: dict[str, dict[str, list[int]]], key: str, x
         ax.hist(
             [xs for _s, xs in data], bins=bins, label=[f"{s} ({len(xs)})" for s, xs in data], stacked=True
         )
+        if limit is not None:
+            ax.axvline(limit, color="black", linestyle="--", linewidth=1, label=f"limit {limit}")
         ax.legend()
     else:
         ax.text(0.5, 0.5, "no examples", ha="center", va="center", transform=ax.transAxes)
     ax.set_xlabel(xlabel)
     ax.set_ylabel("examples")
+    ax.set_title(title, fontsize=9)
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", metadata={"Software": None})
@@ -95,8 +100,24 @@ def write_card(
     """Write README.md (and plots/*.png); returns the files written, relative to `out`."""
     files: list[str] = []
     if cfg.output.plots:
-        _histogram(out / "plots" / "prompt_tokens.png", lengths, "prompt", "prompt tokens")
-        _histogram(out / "plots" / "completion_tokens.png", lengths, "completion", "completion tokens")
+        how = f"kept examples; {stats['lengths']['tokenizer']}"
+        lim = cfg.filters
+        _histogram(
+            out / "plots" / "prompt_tokens.png",
+            lengths,
+            "prompt",
+            "prompt tokens",
+            lim.max_prompt_tokens,
+            how,
+        )
+        _histogram(
+            out / "plots" / "completion_tokens.png",
+            lengths,
+            "completion",
+            "completion tokens",
+            lim.max_completion_tokens,
+            how,
+        )
         files += ["plots/prompt_tokens.png", "plots/completion_tokens.png"]
 
     d, sp = stats["dedup"], stats["split"]
