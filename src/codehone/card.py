@@ -270,7 +270,19 @@ def write_card(
 
     parts.append("## Lengths\n")
     ln = stats["lengths"]
-    parts.append(f"Measured with the {ln['tokenizer']}, on the {ln['measured_on']}.\n")
+    note = (
+        " For chat, the prompt is the system and user message contents; the model's chat template adds a few"
+        " tokens per message."
+        if cfg.output.formats[0] == "chat"
+        else ""
+    )
+    est = (
+        " The estimate counts each punctuation character and newline as one token and each word as one token"
+        " per 4 characters; it leans high for byte-level BPE tokenizers. Give `filters.tokenizer` for exact counts."
+        if ln["estimated"]
+        else ""
+    )
+    parts.append(f"Measured with the {ln['tokenizer']}, on the {ln['measured_on']}.{note}{est}\n")
     parts.append(
         _table(
             ["", "n", "min", "median", "p95", "max", "mean"],

@@ -237,7 +237,10 @@ def run_build(
         if cfg.decontam.against_own_eval_splits:
             eval_code += [(u["source"], f"split:{s}") for s, us in splits.items() if s != "train" for u in us]
         for f in cfg.decontam.eval_units:
-            eval_units, _ = read_units([f], problems)
+            eval_problems: list[str] = []
+            eval_units, _ = read_units([f], eval_problems)
+            for msg in eval_problems[:20]:
+                log(f"skipped eval unit: {msg}")
             eval_code += [(u["source"], f"eval_units:{f}") for u in eval_units]
         for f in cfg.decontam.benchmarks:
             try:
@@ -265,7 +268,9 @@ def run_build(
         rendered = [(u, m, templates.render_parts(cfg.target, m, u)) for u in us for m in modes]
         pcs = [templates.prompt_and_completion(primary, p) for _u, _m, p in rendered]
         ptoks = counter.count([p for p, _c in pcs])
-        ctoks = counter.count([c for _p, c in pcs])
+        # Every mode of a unit has the same completion: count it once per unit.
+        per_unit = dict(zip((u["id"] for u in us), counter.count([t.response(u) for u in us]), strict=True))
+        ctoks = [per_unit[u["id"]] for u, _m, _p in rendered]
         keep, lp, lc = [], [], []
         for (u, m, parts), pt, ct in zip(rendered, ptoks, ctoks, strict=True):
             r = filters.example_reason(pt, ct, cfg.filters)
