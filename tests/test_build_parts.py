@@ -70,6 +70,9 @@ def test_recipe_file_and_overrides(tmp_path):
         cfg.dedup.near.threshold == 0.8 and cfg.output.formats == ["alpaca"] and cfg.output.parquet is False
     )
     assert list(cfg.split.ratios) == ["train", "val"]
+    r.write_text("dedup:\n  near: {threshold: 0.8}\n")
+    with pytest.raises(ConfigError, match="dedup: build settings belong under `build:`"):
+        load_build_config(r)
     r.write_text("build: [1, 2]\n")
     with pytest.raises(ConfigError, match="must be a mapping"):
         load_build_config(r)

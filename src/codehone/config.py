@@ -250,6 +250,9 @@ def one_line(e: ValidationError, section: str) -> str:
 def load_build_config(recipe: str | Path | None = None, sets: list[str] | None = None) -> BuildConfig:
     """The validated `build:` section of a recipe, after overrides. Raises ConfigError (one line)."""
     data = apply_overrides(read_recipe(recipe), list(sets or []), section="build")
+    stray = sorted(set(data) & (set(BuildConfig.model_fields) - {"target"}))
+    if stray:
+        raise ConfigError(f"{stray[0]}: build settings belong under `build:` in a recipe")
     section = data.get("build") or {}
     if not isinstance(section, dict):
         raise ConfigError("build: must be a mapping of settings")
