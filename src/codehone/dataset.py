@@ -102,9 +102,12 @@ def read_units(paths: list[str | Path], problems: list[str]) -> tuple[list[dict[
                     stats["malformed"] += 1
                     problems.append(f"{p}:{lineno}: {why}")
                     continue
-                if obj["id"] in units:
+                old = units.get(obj["id"])
+                if old is not None:
                     stats["repeated_ids"] += 1
-                    continue
+                    # Same id twice (a unit mined twice): keep the same one whatever the input order.
+                    if json.dumps(obj, sort_keys=True) >= json.dumps(old, sort_keys=True):
+                        continue
                 units[obj["id"]] = obj
     return [units[k] for k in sorted(units)], stats
 
