@@ -298,12 +298,29 @@ def test_idempotent_and_input_order_independent(tmp_path):
     run_build([src], tmp_path / "a", cfg)
     first = _digest(tmp_path / "a")
     assert "plots/prompt_tokens.png" in first
-    run_build([src], tmp_path / "a", cfg)
+    assert run_build([src], tmp_path / "a", cfg, force=True).get("up_to_date") is None
     assert _digest(tmp_path / "a") == first
     run_build([rev], tmp_path / "b", cfg)
     b = _digest(tmp_path / "b")
     # Only the card (which names the input file) and stats.json differ.
     assert {k for k in first if first[k] != b.get(k)} == {"README.md", "stats.json"}
+
+
+def test_rerun_skips_an_up_to_date_build(tmp_path):
+    units = corpus(repos=2, files=4, per_file=1)
+    src = write_units(tmp_path / "in.jsonl", units)
+    cfg = load_build_config(None, FAST)
+    first = run_build([src], tmp_path / "ds", cfg)
+    assert "up_to_date" not in first
+    again = run_build([src], tmp_path / "ds", cfg)
+    assert again["up_to_date"] is True and again["fingerprint"] == first["fingerprint"]
+    (tmp_path / "ds" / "val.parquet").unlink()  # a missing output file means: build again
+    assert "up_to_date" not in run_build([src], tmp_path / "ds", cfg)
+    write_units(src, units[:-1])  # changed input
+    assert run_build([src], tmp_path / "ds", cfg)["units_in"] == len(units) - 1
+    assert "up_to_date" not in run_build(
+        [src], tmp_path / "ds", load_build_config(None, [*FAST, "split.salt=x"])
+    )
 
 
 def test_rebuild_with_fewer_formats_removes_stale_files(tmp_path):

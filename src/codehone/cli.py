@@ -190,6 +190,7 @@ def build(
         None, "--set", help="Override a recipe setting, e.g. --set dedup.near.threshold=0.8 "
         "--set 'output.formats=\\[chat,alpaca]' --set filters.tokenizer=MODEL_DIR (repeatable)."
     ),
+    force: bool = typer.Option(False, "--force", help="Rebuild even when inputs, recipe and code are unchanged."),
 ) -> None:
     """Units → a deduplicated, filtered, decontaminated, leak-free dataset with a card.
 
@@ -207,15 +208,16 @@ def build(
     try:
         cfg = load_build_config(recipe, sets or [])
         t0 = time.monotonic()
-        stats = run_build(units or [], out, cfg, log=lambda m: console.print(f"[yellow]warning:[/] {m}",
-                                                                               soft_wrap=True, highlight=False))
+        stats = run_build(units or [], out, cfg, force=force,
+                          log=lambda m: console.print(f"[yellow]note:[/] {m}", soft_wrap=True, highlight=False))
     except (ConfigError, BuildError) as e:
         fail(str(e))
     except OSError as e:
         fail(f"{e.filename or ''}: {e.strerror or e}")
     dt = time.monotonic() - t0
     d, sp = stats["dedup"], stats["split"]
-    t = Table(title=f"codehone build → {out}", show_header=False)
+    t = Table(title=f"codehone build → {out}" + (" (up to date)" if stats.get("up_to_date") else ""),
+              show_header=False)
     t.add_row("units in", str(stats["units_in"]))
     t.add_row("malformed lines skipped", str(stats["inputs"]["malformed"]))
     t.add_row("filtered", ", ".join(f"{k}={v}" for k, v in stats["filtered"].items()) or "0")

@@ -26,6 +26,7 @@ bytes.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -144,11 +145,14 @@ def run_build(
     cfg: BuildConfig,
     log: Callable[[str], None] = lambda _m: None,
     timings: dict[str, float] | None = None,
+    force: bool = False,
 ) -> dict[str, Any]:
     """Build the dataset into `out`; returns the statistics (also written to out/stats.json).
 
-    `timings`, when given, receives seconds per step; they never enter the outputs, which must
-    stay byte-identical between runs.
+    A rerun whose inputs, recipe and build code are unchanged (same `fingerprint`) and whose
+    files are all present does nothing and returns the previous statistics, with
+    `up_to_date: True`; `force` rebuilds anyway. `timings`, when given, receives seconds per
+    step; they never enter the outputs, which must stay byte-identical between runs.
     """
     timings = {} if timings is None else timings
     clock = [time.perf_counter()]
@@ -161,6 +165,12 @@ def run_build(
     out = Path(out)
     if not inputs:
         raise BuildError("no inputs: give one or more units.jsonl files or `codehone mine` output folders")
+    fp = fingerprint(inputs, cfg)
+    if not force:
+        previous = _up_to_date(out, fp)
+        if previous is not None:
+            log(f"{out} is up to date (same inputs, recipe and code); --force rebuilds it")
+            return {**previous, "up_to_date": True}
     try:
         counter = filters.TokenCounter(cfg.filters.tokenizer)
     except (OSError, ValueError) as e:
@@ -337,6 +347,7 @@ def run_build(
             **card.length_summary(lengths),
         },
         "config": cfg.model_dump(mode="json"),
+        "fingerprint": fp,
         "files": written,
     }
     lap("write")
@@ -346,6 +357,61 @@ def run_build(
         out / "stats.json", json.dumps(stats, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
     )
     lap("card")
+    return stats
+
+
+def fingerprint(inputs: list[str | Path], cfg: BuildConfig) -> str:
+    """A content hash of everything a build depends on: input and eval files, the recipe, the build code."""
+    h = hashlib.sha256()
+
+    def add_file(p: Path) -> None:
+        h.update(str(p).encode() + b"\0")
+        try:
+            with p.open("rb") as f:
+                for chunk in iter(lambda: f.read(1 << 20), b""):
+                    h.update(chunk)
+        except OSError:
+            h.update(b"<missing>")
+
+    for p in inputs:
+        add_file(resolve_input(p))
+    for p in [*cfg.decontam.eval_units, *cfg.decontam.benchmarks]:
+        add_file(Path(p))
+    if cfg.filters.tokenizer:
+        t = Path(cfg.filters.tokenizer)
+        add_file(t / "tokenizer.json" if t.is_dir() else t)
+    h.update(json.dumps(cfg.model_dump(mode="json"), sort_keys=True).encode())
+    here = Path(__file__).resolve().parent
+    for name in _BUILD_CODE:
+        add_file(here / name)
+    return h.hexdigest()[:32]
+
+
+# The modules whose code shapes the output: a change to any of them makes a rebuild necessary.
+_BUILD_CODE = (
+    "dataset.py",
+    "dedup.py",
+    "filters.py",
+    "decontam.py",
+    "split.py",
+    "card.py",
+    "templates.py",
+    "licenses.py",
+    "config.py",
+    "records.py",
+)
+
+
+def _up_to_date(out: Path, fp: str) -> dict[str, Any] | None:
+    try:
+        stats = json.loads((out / "stats.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(stats, dict) or stats.get("fingerprint") != fp:
+        return None
+    files = stats.get("files") or []
+    if not all(isinstance(f, str) and (out / f).is_file() for f in files):
+        return None
     return stats
 
 
