@@ -95,9 +95,16 @@ def _front_matter(cfg: BuildConfig, stats: dict[str, Any]) -> str:
 
 
 def write_card(
-    out: Path, stats: dict[str, Any], lengths: dict[str, dict[str, list[int]]], cfg: BuildConfig
+    out: Path,
+    stats: dict[str, Any],
+    lengths: dict[str, dict[str, list[int]]],
+    cfg: BuildConfig,
+    samples: dict[str, templates.Parts] | None = None,
 ) -> list[str]:
-    """Write README.md (and plots/*.png); returns the files written, relative to `out`."""
+    """Write README.md (and plots/*.png); returns the files written, relative to `out`.
+
+    `samples` (mode → rendered parts) are shown verbatim so a reader sees exactly what the model reads.
+    """
     files: list[str] = []
     if cfg.output.plots:
         how = f"kept examples; {stats['lengths']['tokenizer']}"
@@ -305,14 +312,18 @@ def write_card(
     parts.append(f"System prompt:\n\n```text\n{t['system']}\n```\n")
     parts.append(
         _table(
-            ["mode", "prompt → response"],
-            [[m, f"{desc} → {t['response']}"] for m, desc in t["modes"].items()],
+            ["mode", "prompt", "response"],
+            [[m, desc, t["response"]] for m, desc in t["modes"].items()],
         )
         + "\n"
     )
     parts.append(
         f"Role-less formats (prompt/completion, text) lay the parts out as:\n\n```text\n{t['plain_layout']}```\n"
     )
+    for mode, p in sorted((samples or {}).items()):
+        parts.append(
+            f"Example ({mode}, the shortest in train):\n\n~~~~text\n[user]\n{p.user}\n\n[assistant]\n{p.assistant}\n~~~~\n"
+        )
     parts.append("## Files\n")
     fmts = cfg.output.formats
     parts.append(

@@ -351,7 +351,12 @@ def run_build(
         "files": written,
     }
     lap("write")
-    written += card.write_card(out, stats, lengths, cfg)
+    samples = {}
+    for e in examples.get("train", []):
+        size = len(e["parts"].user) + len(e["parts"].assistant or "")
+        if e["mode"] not in samples or size < samples[e["mode"]][0]:
+            samples[e["mode"]] = (size, e["parts"])
+    written += card.write_card(out, stats, lengths, cfg, {m: p for m, (_n, p) in samples.items()})
     stats["files"] = sorted(written + ["stats.json"])
     write_text_atomic(
         out / "stats.json", json.dumps(stats, indent=1, sort_keys=True, ensure_ascii=False) + "\n"

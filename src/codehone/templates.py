@@ -76,7 +76,7 @@ C_WAT = TargetTemplates(
             name="translate",
             instruction=lambda u: "Translate this C function to WebAssembly text (WAT).",
             input=lambda u: f"```c\n{u['source'].strip()}\n```",
-            description="the C function's source → its WAT",
+            description="the C function's source",
         ),
         # The signature stays even when there is a doc comment: the WAT names the
         # function and types its parameters, and the judge splices it in by name.
@@ -84,7 +84,7 @@ C_WAT = TargetTemplates(
             name="implement",
             instruction=lambda u: f"Implement: {' '.join(u['signature'].split())}",
             input=lambda u: (u.get("doc") or "").strip(),
-            description="`Implement: <signature>`, then the doc comment when there is one → the WAT",
+            description="`Implement: <signature>`, then the doc comment when there is one",
         ),
     },
     response=lambda u: u["artifact"].strip(),
