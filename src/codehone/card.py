@@ -223,6 +223,10 @@ def write_card(
                     "LSH candidate pairs / confirmed",
                     f"{d['near_candidate_pairs']} / {d['near_confirmed_pairs']}",
                 ],
+                [
+                    f"short units (< {cfg.dedup.near.min_tokens} tokens) equal up to renaming",
+                    d["near_short_copies"],
+                ],
             ],
         )
         + "\n"

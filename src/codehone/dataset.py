@@ -323,6 +323,7 @@ def run_build(
             "near_clusters": {str(k): v for k, v in sorted(dstats.near_clusters.items())},
             "near_candidate_pairs": dstats.near_candidate_pairs,
             "near_confirmed_pairs": dstats.near_confirmed_pairs,
+            "near_short_copies": dstats.near_short_copies,
             "largest_clusters": dstats.largest_clusters,
         },
         "decontam": decon,

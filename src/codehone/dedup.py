@@ -188,6 +188,7 @@ class DedupStats:
     near_clusters: Counter = field(default_factory=Counter)  # cluster size → clusters (size >= 2)
     near_candidate_pairs: int = 0
     near_confirmed_pairs: int = 0
+    near_short_copies: int = 0  # short units equal up to renaming to an earlier one
     largest_clusters: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -264,7 +265,7 @@ def near_dedup(
         if 0 < len(t) < min_tokens:
             j = short_seen.setdefault(" ".join(t), i)
             if j != i:
-                stats.near_confirmed_pairs += 1
+                stats.near_short_copies += 1
                 uf.union(j, i)
     mhs = minhashes((toks[i] for i in long_idx), shingle, num_perm, seed)
     lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
