@@ -18,7 +18,9 @@ def test_translate_template_pairs_c_with_its_wat_only():
         "f", "int f(int x) { return x + 1; }", artifact="(func $f (param i32) (result i32)\n  local.get 0)"
     )
     system, user, assistant = templates.render("c-wat", "translate", u)
-    assert "WAT" in system
+    assert "WAT" in system and "at -O2." in system
+    u["meta"]["opt"] = "-Os"
+    assert "at -Os." in templates.render("c-wat", "translate", u)[0]
     assert (
         user.startswith("Translate this C function") and "```c\nint f(int x) { return x + 1; }\n```" in user
     )

@@ -38,8 +38,10 @@ class Mode:
 
 @dataclass(frozen=True)
 class TargetTemplates:
+    """A target's templates. `system(unit)` may read the unit (e.g. its optimisation level)."""
+
     target: str
-    system: str
+    system: Callable[[Mapping[str, Any]], str]
     modes: dict[str, Mode]
     response: Callable[[Mapping[str, Any]], str]
     response_description: str
@@ -61,16 +63,21 @@ class Parts:
 
 # ---------------------------------------------------------------- c-wat
 
-_C_WAT_SYSTEM = (
-    "You are a C compiler backend. You write the WebAssembly text format (WAT) that clang produces "
-    "for a C function compiled for wasm32-wasi at -O2. Answer with the function's single (func ...) "
-    "form and nothing else."
-)
+
+def _c_wat_system(u: Mapping[str, Any]) -> str:
+    """The optimisation level is part of the task: -O0 and -O2 WAT differ a lot. -O2 (mine's default)
+    when the unit does not say, e.g. at inference from a bare signature."""
+    opt = ((u.get("meta") or {}).get("opt") or "-O2").strip()
+    return (
+        "You are a C compiler backend. You write the WebAssembly text format (WAT) that clang produces "
+        f"for a C function compiled for wasm32-wasi at {opt}. Answer with the function's single (func ...) "
+        "form and nothing else."
+    )
 
 
 C_WAT = TargetTemplates(
     target="c-wat",
-    system=_C_WAT_SYSTEM,
+    system=_c_wat_system,
     modes={
         "translate": Mode(
             name="translate",
@@ -123,7 +130,7 @@ def render_parts(target: str, mode: str, unit: Any, with_response: bool = True) 
         raise TemplateError(f"unknown mode {mode!r} for {target}; available: {', '.join(t.modes)}")
     u = _as_mapping(unit)
     return Parts(
-        system=t.system,
+        system=t.system(u),
         instruction=m.instruction(u),
         input=m.input(u),
         assistant=t.response(u) if with_response else None,
@@ -179,7 +186,7 @@ def describe(target: str) -> dict[str, Any]:
     """A human-readable summary of a target's templates (for the dataset card)."""
     t = templates_for(target)
     return {
-        "system": t.system,
+        "system": t.system({}),
         "response": t.response_description,
         "modes": {name: m.description for name, m in t.modes.items()},
         "plain_layout": PLAIN_LAYOUT,
