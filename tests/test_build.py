@@ -412,6 +412,9 @@ def test_cli_errors_are_one_line_without_traceback(tmp_path):
         assert "Traceback" not in r.output
         assert r.exception is None or isinstance(r.exception, SystemExit)
         assert r.output.strip().startswith("error:") and len(r.output.strip().splitlines()) == 1, r.output
+    # Markup-like text in a message (here a path) is printed as is.
+    r = runner.invoke(app, ["build", str(tmp_path / "units[1].jsonl"), "-o", str(tmp_path / "o")])
+    assert r.exit_code == 2 and "units[1].jsonl: no such units file" in r.output
 
 
 def test_cli_build_with_recipe(tmp_path):

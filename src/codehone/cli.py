@@ -202,14 +202,20 @@ def build(
     """
     import time
 
+    from rich.markup import escape
+
     from .config import ConfigError, load_build_config
     from .dataset import BuildError, run_build
+
+    def fail(msg: str) -> None:  # one line however long (paths), and no markup read from the message
+        console.print(f"[bold red]error:[/] {escape(msg)}", soft_wrap=True, highlight=False)
+        raise typer.Exit(2)
 
     try:
         cfg = load_build_config(recipe, sets or [])
         t0 = time.monotonic()
         stats = run_build(units or [], out, cfg, force=force,
-                          log=lambda m: console.print(f"[yellow]note:[/] {m}", soft_wrap=True, highlight=False))
+                          log=lambda m: console.print(f"[yellow]note:[/] {escape(m)}", soft_wrap=True, highlight=False))
     except (ConfigError, BuildError) as e:
         fail(str(e))
     except OSError as e:
