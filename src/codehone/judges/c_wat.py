@@ -14,7 +14,7 @@ Stages (the verdict's `stage` is the last one reached):
             export added, wat2wasm), so both sides differ only in the function.
 
 Differential execution (see `wasm_run` for the sandbox, `c_wat_inputs` for the
-inputs): each test instantiates both modules fresh, runs `_initialize`, writes
+inputs, `c_wat_explore` for the coverage-guided ones): each test instantiates both modules fresh, runs `_initialize`, writes
 the same seeded arena past the end of memory, calls the function with the same
 arguments, and compares
   * the return values (floats bit for bit; NaNs are canonicalised),
@@ -55,6 +55,7 @@ import wasmtime
 from .. import wat
 from ..records import Diagnostic, Verdict
 from ..toolchains import wabt
+from . import c_wat_explore as explore
 from . import c_wat_inputs as inputs
 from . import wasm_run
 
@@ -184,6 +185,9 @@ class Reference:
     base: int = 0  # where the arena starts: the end of memory after _initialize
     error: str | None = None  # why it cannot be executed
     outcomes: dict = field(default_factory=dict)  # (seed, test, fuel, mem) -> Outcome
+    extra: dict = field(default_factory=dict)  # (seed, tests, runs, fuel, mem) -> [TestInput] found by exploring
+    explorer: explore.Explorer | None = None
+    explore_error: str | None = None
 
 
 _WAT_CACHE: OrderedDict[str, tuple[str, list[wat.Field]]] = OrderedDict()
@@ -361,8 +365,13 @@ def judge(
     fuel: int = DEFAULT_FUEL,
     timeout_s: float = 20.0,
     memory_bytes: int = DEFAULT_MEMORY,
+    explore_runs: int = 300,
 ) -> Verdict:
-    """Judge one candidate function for `unit` (a mined c-wat unit) against its reference module."""
+    """Judge one candidate function for `unit` (a mined c-wat unit) against its reference module.
+
+    `tests` seeded inputs, plus up to `tests` more found by `explore_runs` coverage-guided runs
+    of the reference (0 turns that off); see c_wat_explore.
+    """
     timings: dict[str, float] = {}
     t0 = time.monotonic()
     name = unit["meta"].get("wat_name") or "$" + unit["name"]
@@ -404,32 +413,58 @@ def judge(
                        counts={"tests": 0, "executed": False}, timings=timings, isolation=ISOLATION)
 
     t = time.monotonic()
-    verdict = _execute(ref, cand, unit, tests, seed, fuel, timeout_s, memory_bytes)
+    verdict = _execute(ref, cand, unit, tests, seed, fuel, timeout_s, memory_bytes, explore_runs)
     timings["execute"] = time.monotonic() - t
     verdict.timings = {**timings, **verdict.timings}
     return verdict
 
 
+def _explorer(ref: Reference) -> explore.Explorer | None:
+    """The instrumented copy of the reference, built once per unit."""
+    if ref.explorer is None and ref.explore_error is None:
+        cov_addr = ref.base + inputs.ARENA_PAGES * inputs.PAGE
+        text, probes = explore.instrument(ref.func.text, cov_addr)
+        module = ref.module_wat[: ref.func.start] + text + ref.module_wat[ref.func.end:]
+        wasm, diags = assemble(module, ref.func.start, text)
+        try:
+            if wasm is None:
+                raise RuntimeError("; ".join(d.message for d in diags[:2]))
+            prep = wasm_run.prepare(wasm, ref.layout.globals)
+            ref.explorer = explore.Explorer(prep, probes, cov_addr - ref.layout.keep_from)
+        except Exception as e:  # exploring is an improvement, never a requirement
+            ref.explore_error = str(e)[:300]
+    return ref.explorer
+
+
 def _execute(ref: Reference, cand: wasm_run.Prepared, unit: dict, tests: int, seed: int, fuel: int,
-             timeout_s: float, memory_bytes: int) -> Verdict:
+             timeout_s: float, memory_bytes: int, explore_runs: int) -> Verdict:
     params = inputs.param_kinds(unit.get("signature", ""), unit["name"], ref.params, ref.results)
-    counts = {"tests": tests, "run": 0, "passed": 0, "failed": 0, "skipped": 0, "reference_traps": 0,
-              "pointer_params": sum(p.kind in ("ptr", "str") for p in params),
-              "ambiguous_params": sum(p.kind == "ambiguous" for p in params), "executed": True}
     deadline = time.monotonic() + timeout_s
     kinds = [p.kind for p in params]
-    for i in range(tests):
+    consts = inputs.constants(ref.func.text)
+    hints = inputs.field_hints(ref.func.text)
+    base_inputs = [inputs.make_input(params, seed, i, ref.base, consts, hints) for i in range(tests)]
+    ekey = (seed, tests, explore_runs, fuel, memory_bytes)
+    if explore_runs > 0 and ekey not in ref.extra:
+        ex = _explorer(ref)
+        ref.extra[ekey] = explore.explore(ex, base_inputs, params, consts, hints, seed, explore_runs, tests,
+                                          min(fuel, 2_000_000), memory_bytes, ref.layout.keep_from) if ex else []
+    all_inputs = base_inputs + ref.extra.get(ekey, [])
+    total = len(all_inputs)
+    counts = {"tests": total, "explored": total - tests, "run": 0, "passed": 0, "failed": 0, "skipped": 0,
+              "reference_traps": 0, "pointer_params": sum(p.kind in ("ptr", "str") for p in params),
+              "ambiguous_params": sum(p.kind == "ambiguous" for p in params), "executed": True}
+    for i, inp in enumerate(all_inputs):
         left = deadline - time.monotonic()
-        if left <= 0:
-            return Verdict(False, "execute", [Diagnostic(f"wall-clock limit of {timeout_s:.1f}s reached after "
-                                                         f"{i} tests", code="timeout")],
-                           counts=counts, isolation=ISOLATION)
-        inp = inputs.make_input(params, seed, i, ref.base)
-        key = (seed, i, fuel, memory_bytes)
+        if left <= 0:  # the reference is what used the time (a slow candidate fails in `compare`)
+            counts["skipped"] += total - i
+            break
+        key = (seed, i, fuel, memory_bytes, ekey if i >= tests else None)
         r = ref.outcomes.get(key)
         if r is None:
             r = wasm_run.run(ref.prepared, TARGET_EXPORT, inp.args, inp.arena, inputs.ARENA_PAGES,
-                             wasm_run.Limits(fuel, left, memory_bytes), ref.layout.keep_from)
+                             wasm_run.Limits(fuel, left, memory_bytes), ref.layout.keep_from,
+                             stub_seed=inp.stub_seed)
             if r.kind != "timeout":
                 ref.outcomes[key] = r
         if r.kind in ("fuel", "timeout", "error"):
@@ -442,7 +477,7 @@ def _execute(ref: Reference, cand: wasm_run.Prepared, unit: dict, tests: int, se
         budget = min(fuel, 10 * r.fuel_used + 1_000_000) if r.kind == "return" else fuel
         c = wasm_run.run(cand, TARGET_EXPORT, inp.args, inp.arena, inputs.ARENA_PAGES,
                          wasm_run.Limits(budget, max(0.05, deadline - time.monotonic()), memory_bytes),
-                         ref.layout.keep_from)
+                         ref.layout.keep_from, stub_seed=inp.stub_seed)
         why = compare(r, c, ref.layout.keep_from)
         if why is None:
             counts["passed"] += 1

@@ -13,8 +13,9 @@ so reference and candidate would "agree" on a trap and nothing is tested. So:
     and heap, filled with seeded, pointer-rich content (a word is NULL, a small
     int, an address inside the arena, ASCII, or random), so a struct walked by
     the function leads to more valid structs and NUL-terminated lists end;
-  * `ambiguous` parameters are an arena address in odd tests and a scalar in
-    even ones, so both readings get tested;
+  * `ambiguous` parameters are an arena address in three tests of four and a
+    scalar in the fourth, so both readings get tested (unknown typedefs in C
+    APIs are more often handles than numbers);
   * scalars get edge values (0, 1, -1, min, max; NaN, ±inf, -0.0 for floats)
     mixed with small and full-range seeded random values.
 
@@ -76,9 +77,15 @@ def _find_declarator(node: Node, name: str) -> Node | None:
     return None
 
 
-def _param_kind(p: Node) -> list[str]:
+def _declared_name(node: Node | None) -> str | None:
+    while node is not None and node.type != "identifier":
+        node = node.child_by_field_name("declarator") or (node.named_children[0] if node.named_children else None)
+    return node.text.decode() if node is not None else None
+
+
+def _param_kind(p: Node, decl: Node | None = None) -> list[str]:
     """C kinds for one parameter_declaration; `long double` takes two wasm slots."""
-    decl = p.child_by_field_name("declarator")
+    decl = decl if decl is not None else p.child_by_field_name("declarator")
     typ = p.child_by_field_name("type")
     # Any pointer/array in the declarator makes it an address; a parenthesised one a function pointer.
     kinds: list[str] = []
@@ -114,16 +121,26 @@ def _param_kind(p: Node) -> list[str]:
 
 def param_kinds(signature: str, name: str, wasm_params: list[str], wasm_results: list[str]) -> list[Param]:
     """One Param per wasm parameter, from the C signature; unknown mappings fall back to `ambiguous`."""
-    tree = _parser().parse((signature.strip().rstrip("{").strip() + ";").encode("utf-8", "replace"))
+    tree = _parser().parse((signature.strip().rstrip("{").strip() + " {}").encode("utf-8", "replace"))
     fd = _find_declarator(tree.root_node, name)
     kinds: list[str] | None = None
     if fd is not None:
         plist = fd.child_by_field_name("parameters")
+        # K&R definitions (zlib): `f(a, b) char *a; int b;` -- the types are declarations after the list.
+        knr: dict[str, list[str]] = {}
+        for d in fd.parent.named_children if fd.parent is not None else []:
+            if d.type == "declaration":
+                for dc in d.children_by_field_name("declarator"):
+                    n = _declared_name(dc)
+                    if n:
+                        knr[n] = _param_kind(d, dc)
         kinds = []
         variadic = False
         for p in plist.named_children if plist is not None else []:
             if p.type == "variadic_parameter":
                 variadic = True
+            elif p.type == "identifier":
+                kinds.extend(knr.get(p.text.decode(), ["scalar"]))  # K&R: undeclared means int
             elif p.type == "parameter_declaration":
                 if p.text.decode().strip() == "void":
                     continue
@@ -188,13 +205,14 @@ def _wrap(v: int | float, wasm: str) -> int | float:
     return _f32(float(v)) if wasm == "f32" else float(v)
 
 
-def scalar(rng: random.Random, wasm: str, test: int, j: int, earlier: list[tuple[str, int | float]]) -> int | float:
+def scalar(rng: random.Random, wasm: str, test: int, j: int, earlier: list[tuple[str, int | float]],
+           consts: tuple[int, ...] = ()) -> int | float:
     """The value of scalar parameter number `j` in test number `test`.
 
     Tests 0..E-1 rotate through the E edge values (each parameter sees every edge once);
     tests E..2E-1 give every parameter the *same* edge value (a == b is where `<` and `<=`
-    differ); later tests are random, and a parameter copies an earlier one of the same
-    type, or its neighbour (±1), a quarter of the time.
+    differ); later tests are random, with a quarter drawn from the function's own
+    constants (±1) and a quarter copying an earlier parameter of the same type (±1).
     """
     edges = _INT_EDGES[wasm] if wasm in ("i32", "i64") else _FLOAT_EDGES
     e = len(edges)
@@ -202,6 +220,8 @@ def scalar(rng: random.Random, wasm: str, test: int, j: int, earlier: list[tuple
         return _wrap(edges[(test + j) % e], wasm)
     if test < 2 * e:
         return _wrap(edges[test - e], wasm)
+    if consts and wasm in ("i32", "i64") and rng.random() < 0.25:
+        return _wrap(rng.choice(consts) + rng.choice((0, 1, -1)), wasm)
     same = [v for t, v in earlier if t == wasm]
     if same and rng.random() < 0.25:
         return _wrap(rng.choice(same) + rng.choice((0, 0, 1, -1)), wasm)
@@ -212,12 +232,17 @@ _TEXT = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 .,:;-_/
 
 
 @functools.lru_cache(maxsize=256)
-def _arena(seed: int, test: int, base: int, size: int) -> bytes:
-    return bytes(arena_bytes(seed, test, base, size))
+def _arena(seed: int, test: int, base: int, size: int, consts: tuple[int, ...]) -> bytes:
+    return bytes(arena_bytes(seed, test, base, size, consts))
 
 
-def arena_bytes(seed: int, test: int, base: int, size: int) -> bytearray:
-    """Pointer-rich random content: each aligned word is NULL, small, an arena address, text or random.
+def arena_bytes(seed: int, test: int, base: int, size: int, consts: tuple[int, ...] = ()) -> bytearray:
+    """Pointer-rich random content: each aligned word is NULL, a small number or bit flag, an arena
+    address, one of the function's own constants (±1), text, or random.
+
+    The constants are a fuzzer's dictionary: `if (state->mode != GZ_READ)` or `type & cJSON_True`
+    compare a loaded field with a constant that random bytes almost never hit, and everything
+    behind such a check would otherwise go untested.
 
     numpy (PCG64, seeded by (seed, test)) because this runs per test and a Python loop over
     32k words costs more than the wasm it feeds.
@@ -226,10 +251,17 @@ def arena_bytes(seed: int, test: int, base: int, size: int) -> bytearray:
     n = size // 4
     r = g.random(n)
     words = g.integers(0, 1 << 32, n, dtype=np.uint64)
-    small = g.integers(1, 256, n, dtype=np.uint64)
+    small = np.where(g.random(n) < 0.5, g.integers(1, 17, n, dtype=np.uint64),
+                     np.left_shift(np.uint64(1), g.integers(0, 13, n, dtype=np.uint64)))
     addrs = base + 8 * g.integers(0, (size - 64) // 8, n, dtype=np.uint64)
     txt = np.frombuffer(_TEXT, dtype=np.uint8)[g.integers(0, len(_TEXT), 4 * n)].view("<u4").astype(np.uint64)
-    out = np.where(r < 0.25, 0, np.where(r < 0.45, small, np.where(r < 0.7, addrs, np.where(r < 0.85, txt, words))))
+    if consts:
+        c = np.array([x & 0xFFFFFFFF for x in consts], dtype=np.uint64)[g.integers(0, len(consts), n)]
+        dictionary = (c + g.integers(-1, 2, n).astype(np.int64).astype(np.uint64)) & np.uint64(0xFFFFFFFF)
+    else:
+        dictionary = small
+    out = np.where(r < 0.15, 0, np.where(r < 0.3, small, np.where(r < 0.65, addrs, np.where(
+        r < 0.8, dictionary, np.where(r < 0.9, txt, words)))))
     return bytearray(out.astype("<u4").tobytes())
 
 
@@ -250,20 +282,75 @@ class TestInput:
     args: list[int | float]
     arena: bytes  # written at `base` before the call
     base: int
+    stub_seed: int = 0  # picks the answers of stubbed imports (wasm_run)
 
 
-def make_input(params: list[Param], seed: int, test: int, base: int) -> TestInput:
+def constants(func_wat: str) -> tuple[int, ...]:
+    """The integer constants of a function's WAT, for the input dictionary (a few dozen at most)."""
+    vals = {int(m.group(1)) for m in re.finditer(r"\bi(?:32|64)\.const (-?\d+)", func_wat)}
+    vals |= {int(m.group(1)) for m in re.finditer(r"\boffset=(\d+)", func_wat)}
+    return tuple(sorted(vals, key=lambda v: (abs(v), v))[:64])
+
+
+_LOAD = re.compile(r"^\s*(i32|i64)\.load(8|16|32)?(?:_[su])?(?:\s+offset=(\d+))?(?:\s+align=\d+)?\s*$")
+_CONST = re.compile(r"^\s*(?:i32|i64)\.const\s+(-?\d+)\s*$")
+_CMP = re.compile(r"^\s*(?:i32|i64)\.(eq|ne|lt_[su]|le_[su]|gt_[su]|ge_[su]|and|sub|add)\b")
+
+
+_TEE = re.compile(r"^\s*local\.tee\s+\S+\s*$")
+_AND = re.compile(r"^\s*(?:i32|i64)\.and\s*$")
+
+
+def field_hints(func_wat: str) -> tuple[tuple[int, int, int], ...]:
+    """(offset, value, width) for every `load offset=K [tee] [const M; and] const C; compare`.
+
+    `if (state->mode != GZ_READ)` or `(item->type & 0xFF) == cJSON_Object` compile to exactly
+    that, and everything behind the check is reached only when the pointed-to struct holds C at
+    offset K. Writing C there in half the tests is a static, cheap stand-in for a fuzzer's
+    comparison feedback.
+    """
+    lines = [ln.split(";;")[0].rstrip(") ") for ln in func_wat.splitlines()]
+    out = []
+    for i, a in enumerate(lines):
+        m = _LOAD.match(a)
+        if not m:
+            continue
+        j = i + 1
+        if j < len(lines) and _TEE.match(lines[j]):
+            j += 1
+        if j + 2 < len(lines) and _CONST.match(lines[j]) and _AND.match(lines[j + 1]) and _CONST.match(lines[j + 2]):
+            j += 2  # a mask: the compared constant follows it
+        if j + 1 >= len(lines):
+            continue
+        k, op = _CONST.match(lines[j]), _CMP.match(lines[j + 1])
+        if k and op:
+            width = int(m.group(2) or (32 if m.group(1) == "i32" else 64)) // 8
+            # x + C feeds a br_table or a range check: the interesting x makes the sum 0.
+            value = -int(k.group(1)) if op.group(1) == "add" else int(k.group(1))
+            out.append((int(m.group(3) or 0), value, width))
+    return tuple(dict.fromkeys(out))[:32]
+
+
+def _apply_hints(rng: random.Random, arena: bytearray, off: int, hints: tuple[tuple[int, int, int], ...]) -> None:
+    for k, c, width in hints:
+        if rng.random() < 0.5 and 0 <= off + k and off + k + width <= len(arena):
+            v = c + rng.choice((0, 0, 0, 1, -1))
+            arena[off + k: off + k + width] = (v & ((1 << (8 * width)) - 1)).to_bytes(width, "little")
+
+
+def make_input(params: list[Param], seed: int, test: int, base: int, consts: tuple[int, ...] = (),
+               hints: tuple[tuple[int, int, int], ...] = ()) -> TestInput:
     """Inputs for test number `test`: arguments, and the arena they point into."""
     rng = random.Random(f"{seed}:{test}")
     size = ARENA_PAGES * PAGE
-    arena = bytearray(_arena(seed, test, base, size))
+    arena = bytearray(_arena(seed, test, base, size, consts))
     nptr = max(1, sum(p.kind in ("ptr", "str", "ambiguous") for p in params))
     slot = (size - 4096) // nptr
     args: list[int | float] = []
     k = 0
     earlier: list[tuple[str, int | float]] = []
     for j, p in enumerate(params):
-        as_ptr = p.kind in ("ptr", "str") or (p.kind == "ambiguous" and test % 2 == 1)
+        as_ptr = p.kind in ("ptr", "str") or (p.kind == "ambiguous" and test % 4 != 0)
         if p.kind in ("ptr", "str", "ambiguous"):
             off = k * slot + rng.randrange(0, max(1, slot // 4), 16)
             k += 1
@@ -274,11 +361,12 @@ def make_input(params: list[Param], seed: int, test: int, base: int) -> TestInpu
             if p.kind == "str" or rng.random() < 0.25:
                 s = text(rng, min(96, slot - 1))
                 arena[off:off + len(s)] = s
+            _apply_hints(rng, arena, off, hints)
             args.append(base + off)
         elif p.kind == "funcptr":
             args.append(rng.randint(0, 8))
         else:
-            v = scalar(rng, p.wasm, test, j, earlier)
+            v = scalar(rng, p.wasm, test, j, earlier, consts)
             earlier.append((p.wasm, v))
             args.append(v)
-    return TestInput(args, bytes(arena), base)
+    return TestInput(args, bytes(arena), base, test)

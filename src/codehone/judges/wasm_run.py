@@ -15,9 +15,13 @@ Why wasmtime and these settings:
     which block: `clock_time_get`, `clock_res_get`, `random_get`, `poll_oneoff`
     and `sched_yield` are replaced by deterministic stubs, or reference and
     candidate would differ on `time()` alone.
-  * Imports from other translation units ("env") are stubs that return zero
-    and record their name and arguments; the call log is part of what is
-    compared, so a candidate must make the same external calls in order.
+  * Imports from other translation units ("env") are stubs that record their
+    name and arguments and answer 0, 1, -1, 2 or an address in the input arena,
+    picked by a hash of (the test's stub seed, the call count): not always 0,
+    so that a caller's `while (deflate(...) == Z_OK)` ends, both branches after
+    `if (!cJSON_IsObject(x))` get exercised across tests, and a pointer from
+    `cJSON_CreateObject()` can be written through. The call log is part of what is compared, so a candidate must
+    make the same external calls, in order, with the same arguments.
 """
 
 from __future__ import annotations
@@ -31,6 +35,11 @@ import wasmtime
 
 TICK_S = 0.01  # epoch period
 MAX_LOG = 256  # host-call log entries kept (and compared); the count is kept beyond that
+# Host calls cost ~20 µs each but one unit of fuel: a loop around a stubbed import (zlib's
+# `while (deflate(...) == Z_OK)`) would take minutes. Past this many calls the call stops
+# and counts as running out of fuel.
+MAX_HOST_CALLS = 2_000
+HOST_LIMIT = "codehone: host call limit"
 WASI = "wasi_snapshot_preview1"
 FIXED_TIME_NS = 1_700_000_000 * 10**9
 
@@ -63,6 +72,8 @@ def engine() -> wasmtime.Engine:
 class _State(threading.local):
     log: list | None = None
     calls: int = 0
+    stub_seed: int = 0  # varies the stubs' answers from test to test
+    arena: int = 0  # where the input arena starts: stubs may return an address inside it
 
 
 _STATE = _State()
@@ -70,6 +81,8 @@ _STATE = _State()
 
 def _record(name: str, args: tuple) -> None:
     _STATE.calls += 1
+    if _STATE.calls > MAX_HOST_CALLS:
+        raise wasmtime.WasmtimeError(f"{HOST_LIMIT} ({MAX_HOST_CALLS}) reached in {name}")
     if _STATE.log is not None and len(_STATE.log) < MAX_LOG:
         _STATE.log.append((name, tuple(_norm(a) for a in args)))
 
@@ -83,9 +96,15 @@ def _norm(v: object) -> object:
     return v
 
 
-def _zero(t: wasmtime.ValType) -> object:
+def _value(t: wasmtime.ValType, n: int) -> object:
+    """The n-th answer of a stub: a hash of (test's stub seed, n) picks 0, 1, -1, 2 or an arena address."""
     s = str(t)
-    return 0.0 if s in ("f32", "f64") else (None if "ref" in s else 0)
+    h = ((_STATE.stub_seed * 1_000_003 + n) * 2_654_435_761) & 0xFFFFFFFF
+    pick = (h >> 16) % 6
+    if pick == 5 and _STATE.arena and s in ("i32", "i64"):
+        return _STATE.arena + 16 * ((h & 0xFFFF) % 4096)
+    v = (0, 1, 0, -1, 2, 1)[pick]
+    return float(v) if s in ("f32", "f64") else (None if "ref" in s else v)
 
 
 def _env_stub(name: str, ty: wasmtime.FuncType):
@@ -95,7 +114,7 @@ def _env_stub(name: str, ty: wasmtime.FuncType):
         _record(name, args)
         if not results:
             return None
-        vals = [_zero(r) for r in results]
+        vals = [_value(r, _STATE.calls) for r in results]
         return vals[0] if len(vals) == 1 else vals
 
     return stub
@@ -201,14 +220,18 @@ def _classify(e: Exception, store: wasmtime.Store, fuel: int) -> tuple[str, str]
             return "fuel", f"out of fuel ({fuel} instructions)"
         if code == wasmtime.TrapCode.INTERRUPT:
             return "timeout", "wall-clock limit (epoch interrupt)"
+        if HOST_LIMIT in str(e):
+            return "fuel", f"more than {MAX_HOST_CALLS} calls to imported functions"
         lines = [ln.strip() for ln in (e.message or str(e)).splitlines() if ln.strip()]
         cause = lines[-1] if lines else str(code)
         return "trap", cause.split(": ", 1)[-1] if cause[:1].isdigit() else cause
+    if HOST_LIMIT in str(e):
+        return "fuel", f"more than {MAX_HOST_CALLS} calls to imported functions"
     return "error", str(e).splitlines()[0] if str(e) else type(e).__name__
 
 
 def run(prep: Prepared, target: str, args: list, arena: bytes, arena_pages: int, limits: Limits,
-        keep_from: int, keep_to: int | None = None) -> Outcome:
+        keep_from: int, keep_to: int | None = None, stub_seed: int = 0) -> Outcome:
     """Fresh instance; `_initialize`; grow `arena_pages` and write the arena there; call `target`.
 
     `keep_from` is the first address compared afterwards (everything below it is the dead
@@ -222,7 +245,7 @@ def run(prep: Prepared, target: str, args: list, arena: bytes, arena_pages: int,
     store.set_wasi(wasi)
     store.set_fuel(limits.fuel)
     store.set_epoch_deadline(max(1, int(limits.deadline_s / TICK_S) + 1))
-    _STATE.log, _STATE.calls = [], 0
+    _STATE.log, _STATE.calls, _STATE.stub_seed, _STATE.arena = [], 0, stub_seed, 0
     try:
         inst = prep.pre.instantiate(store)
         exports = inst.exports(store)
@@ -234,6 +257,7 @@ def run(prep: Prepared, target: str, args: list, arena: bytes, arena_pages: int,
         if mem is not None and arena_pages:
             old = mem.grow(store, arena_pages)
             mem.write(store, arena, old * 65536)
+            _STATE.arena = old * 65536
         _STATE.log, _STATE.calls = [], 0  # only the call under test is compared
         before = store.get_fuel()
         res = _get(exports, target)(store, *args)
