@@ -32,7 +32,7 @@ console = Console(stderr=True)
 
 def fail(msg: str, code: int = 2) -> None:
     """One clear line, no traceback."""
-    console.print(f"[bold red]error:[/] {msg}")
+    console.print(f"[bold red]error:[/] {msg}", soft_wrap=True, highlight=False)
     raise typer.Exit(code)
 
 

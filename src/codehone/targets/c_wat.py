@@ -17,6 +17,7 @@ Why this shape (the system it replaces kept <0.4% of functions):
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import os
 import re
@@ -529,6 +530,9 @@ def _engine():
         import wasmtime
 
         _ENGINE = wasmtime.Engine()
+        # Close it while wasmtime's FFI is still loaded; its __del__ at interpreter teardown
+        # would otherwise print an "Exception ignored" traceback.
+        atexit.register(_ENGINE.close)
     return _ENGINE
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from .zig import ToolchainMissing
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def tool(name: str) -> str:
     """Find a wabt binary: next to this Python first (the venv), then on PATH."""
     here = Path(sys.executable).parent / name
