@@ -16,6 +16,7 @@ Other stages (eval, iterate, dataset verification, the MCP `check` tool) call
 
 from __future__ import annotations
 
+import atexit
 import concurrent.futures as cf
 import hashlib
 import json
@@ -116,7 +117,7 @@ def _cache_put(cache: Path | None, key: str, v: Verdict) -> None:
 
 def _judge_one(target: str, candidate: str, unit: dict | None, options: dict) -> Verdict:
     """Run one judge; a crash of the judge itself becomes an `internal` verdict, never an exception."""
-    from .judges import JUDGES, UNAVAILABLE
+    from .judges import JUDGES
 
     t0 = time.monotonic()
     try:
@@ -126,8 +127,11 @@ def _judge_one(target: str, candidate: str, unit: dict | None, options: dict) ->
             raise CheckError("a c-wat candidate needs its unit (give `unit`, or `unit_id` plus --units)")
         v = fn(candidate, unit=unit, **kw)
     except KeyError:
-        why = UNAVAILABLE.get(target, f"no judge for target {target!r}")
-        v = Verdict(ok=False, stage="internal", diagnostics=[Diagnostic(why, code="judge_unavailable")])
+        v = Verdict(
+            ok=False,
+            stage="internal",
+            diagnostics=[Diagnostic(f"no judge for target {target!r}", code="judge_unavailable")],
+        )
     except Exception as e:  # noqa: BLE001 - reported in the verdict, with the traceback's last line
         last = traceback.format_exc().strip().splitlines()[-1]
         v = Verdict(
@@ -141,6 +145,36 @@ def _judge_one(target: str, candidate: str, unit: dict | None, options: dict) ->
     v.timings.setdefault("total", round(time.monotonic() - t0, 4))
     v.target = v.target or target
     return v
+
+
+_POOL: tuple[int, cf.ProcessPoolExecutor] | None = None
+
+
+def _pool(jobs: int) -> cf.ProcessPoolExecutor:
+    """A worker pool kept across calls, so eval's many small batches pay the start-up once.
+
+    forkserver, not fork: the caller may hold threads (a progress bar, wasmtime's
+    epoch ticker, torch in eval), and a forked copy of a held lock deadlocks the
+    worker. The server preloads the rust/zig judges, so workers start warm.
+    """
+    global _POOL
+    if _POOL is not None and _POOL[0] == jobs:
+        return _POOL[1]
+    _drop_pool()
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["codehone.check", "codehone.judges"])
+    _POOL = (jobs, cf.ProcessPoolExecutor(max_workers=jobs, mp_context=ctx))
+    return _POOL[1]
+
+
+def _drop_pool() -> None:
+    global _POOL
+    if _POOL is not None:
+        _POOL[1].shutdown(wait=False, cancel_futures=True)
+        _POOL = None
+
+
+atexit.register(_drop_pool)
 
 
 def _worker(args: tuple[str, str, dict | None, dict]) -> dict:
@@ -164,13 +198,12 @@ def check(
     default cache, `False` turns caching off. `options` go to the judge (e.g.
     `run_tests`, `timeout_s`, `modules_dir` for c-wat) and are part of the key.
     """
-    from .judges import JUDGES, UNAVAILABLE
+    from .judges import available
     from .sandbox import best_isolation
 
-    if target not in TARGETS:
-        raise CheckError(f"unknown target {target!r}; available: {', '.join(TARGETS)}")
-    if target not in JUDGES:
-        raise CheckError(f"the {target} judge is not available: {UNAVAILABLE.get(target, 'not installed')}")
+    why = available(target)
+    if why:
+        raise CheckError(why)
     options = dict(options or {})
     if target == "c-wat" and not options.get("modules_dir"):
         raise CheckError(
@@ -215,24 +248,20 @@ def check(
         for i in todo:
             finish(i, _judge_one(target, items[i].candidate, items[i].unit, options))
     else:
-        # fork: workers start at the first submit, before any progress thread exists, and
-        # inherit the imported judges (spawn would pay the imports again in every worker).
-        ctx = multiprocessing.get_context("fork")
-        with cf.ProcessPoolExecutor(max_workers=min(jobs, len(todo)), mp_context=ctx) as pool:
-            futs = {
-                pool.submit(_worker, (target, items[i].candidate, items[i].unit, options)): i for i in todo
-            }
-            for f in cf.as_completed(futs):
-                i = futs[f]
-                try:
-                    v = Verdict.from_dict(f.result())
-                except Exception as e:  # noqa: BLE001 - a dead worker is one internal verdict
-                    v = Verdict(
-                        ok=False,
-                        stage="internal",
-                        diagnostics=[Diagnostic(f"worker failed: {e}", code="internal")],
-                    )
-                finish(i, v)
+        pool = _pool(jobs)
+        futs = {pool.submit(_worker, (target, items[i].candidate, items[i].unit, options)): i for i in todo}
+        for f in cf.as_completed(futs):
+            i = futs[f]
+            try:
+                v = Verdict.from_dict(f.result())
+            except Exception as e:  # noqa: BLE001 - a dead worker is one internal verdict
+                _drop_pool()
+                v = Verdict(
+                    ok=False,
+                    stage="internal",
+                    diagnostics=[Diagnostic(f"worker failed: {type(e).__name__}: {e}", code="internal")],
+                )
+            finish(i, v)
     return [v for v in out if v is not None]
 
 
