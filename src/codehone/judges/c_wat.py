@@ -187,6 +187,7 @@ class Reference:
     outcomes: dict = field(default_factory=dict)  # (seed, test, fuel, mem) -> Outcome
     extra: dict = field(default_factory=dict)  # (seed, tests, runs, fuel, mem) -> [TestInput] found by exploring
     explorer: explore.Explorer | None = None
+    callees: str = ""  # the text of the functions it calls directly: their constants guide inputs too
     explore_error: str | None = None
 
 
@@ -246,6 +247,9 @@ def reference(unit: dict, modules_dir: Path, memory_bytes: int = DEFAULT_MEMORY)
         raise KeyError(f"{name} is not a function of module {sha[:12]}")
     params, results = _func_types(func.text)
     ref = Reference(text, func, params, results, layout)
+    by_name = {f.name: f for f in fields if f.kind == "func" and f.name}
+    called = dict.fromkeys(re.findall(r"\bcall (\$[^\s()]+)", func.text))
+    ref.callees = "\n".join(by_name[c].text for c in list(called)[:12] if c in by_name and c != name)
     wasm, diags = assemble(text, func.start, func.text)
     if wasm is None:
         ref.error = "the reference module does not reassemble: " + "; ".join(d.message for d in diags[:2])
@@ -441,8 +445,8 @@ def _execute(ref: Reference, cand: wasm_run.Prepared, unit: dict, tests: int, se
     params = inputs.param_kinds(unit.get("signature", ""), unit["name"], ref.params, ref.results)
     deadline = time.monotonic() + timeout_s
     kinds = [p.kind for p in params]
-    consts = inputs.constants(ref.func.text)
-    hints = inputs.field_hints(ref.func.text)
+    consts = inputs.constants(ref.func.text + "\n" + ref.callees)
+    hints = inputs.field_hints(ref.func.text + "\n" + ref.callees)
     base_inputs = [inputs.make_input(params, seed, i, ref.base, consts, hints) for i in range(tests)]
     ekey = (seed, tests, explore_runs, fuel, memory_bytes)
     if explore_runs > 0 and ekey not in ref.extra:

@@ -269,7 +269,8 @@ def text(rng: random.Random, n: int) -> bytes:
     """A NUL-terminated string: sometimes JSON- or number-like, since parsers are common."""
     r = rng.random()
     if r < 0.2:
-        body = rng.choice([b"", b"0", b"-12.5e3", b"true", b"null", b"[1,2,3]", b'{"a":"b"}', b"/a/0", b"\"x\""])
+        body = rng.choice([b"", b"0", b"-12.5e3", b"true", b"null", b"[1,2,3]", b'{"a":"b"}', b"/a/0", b"\"x\"",
+                           b"42", b"1e400", b"0x1F", b"-0", b"3.25", b'{"a":[1,{"b":null}],"c":"d"}', b"/", b"."])
     elif r < 0.4:
         body = bytes(rng.randint(1, 255) for _ in range(rng.randint(0, n)))
     else:
@@ -289,7 +290,7 @@ def constants(func_wat: str) -> tuple[int, ...]:
     """The integer constants of a function's WAT, for the input dictionary (a few dozen at most)."""
     vals = {int(m.group(1)) for m in re.finditer(r"\bi(?:32|64)\.const (-?\d+)", func_wat)}
     vals |= {int(m.group(1)) for m in re.finditer(r"\boffset=(\d+)", func_wat)}
-    return tuple(sorted(vals, key=lambda v: (abs(v), v))[:64])
+    return tuple(sorted(vals, key=lambda v: (abs(v), v))[:96])
 
 
 _LOAD = re.compile(r"^\s*(i32|i64)\.load(8|16|32)?(?:_[su])?(?:\s+offset=(\d+))?(?:\s+align=\d+)?\s*$")
@@ -328,14 +329,40 @@ def field_hints(func_wat: str) -> tuple[tuple[int, int, int], ...]:
             # x + C feeds a br_table or a range check: the interesting x makes the sum 0.
             value = -int(k.group(1)) if op.group(1) == "add" else int(k.group(1))
             out.append((int(m.group(3) or 0), value, width))
-    return tuple(dict.fromkeys(out))[:32]
+    return tuple(dict.fromkeys(out))[:48]
 
 
 def _apply_hints(rng: random.Random, arena: bytearray, off: int, hints: tuple[tuple[int, int, int], ...]) -> None:
     for k, c, width in hints:
-        if rng.random() < 0.5 and 0 <= off + k and off + k + width <= len(arena):
+        if rng.random() < 0.5 and off + k >= 0 and off + k + width <= len(arena):
             v = c + rng.choice((0, 0, 0, 1, -1))
             arena[off + k: off + k + width] = (v & ((1 << (8 * width)) - 1)).to_bytes(width, "little")
+
+
+def _struct_tree(rng: random.Random, arena: bytearray, base: int, off: int,
+                 hints: tuple[tuple[int, int, int], ...], depth: int) -> None:
+    """Make the buffer at `off` look like a struct whose pointer fields lead to more such structs.
+
+    Some of its first 16 words point to child buffers, which get the field hints too (so
+    `strm->state->status == INIT_STATE` can hold), a back-pointer to their parent in word 0
+    now and then (zlib's `s->strm != strm` check), or a string.
+    """
+    size = len(arena)
+    for w in range(16):
+        r = rng.random()
+        at = off + 4 * w
+        if r < 0.25 and depth > 0:
+            child = rng.randrange(0, size - 1024, 16)
+            arena[at:at + 4] = (base + child).to_bytes(4, "little")
+            if rng.random() < 0.5:
+                arena[child:child + 4] = (base + off).to_bytes(4, "little")
+            _apply_hints(rng, arena, child, hints)
+            _struct_tree(rng, arena, base, child, hints, depth - 1)
+        elif r < 0.35:
+            child = rng.randrange(0, size - 1024, 16)
+            arena[at:at + 4] = (base + child).to_bytes(4, "little")
+            t = text(rng, 40)
+            arena[child:child + len(t)] = t
 
 
 def make_input(params: list[Param], seed: int, test: int, base: int, consts: tuple[int, ...] = (),
@@ -361,6 +388,8 @@ def make_input(params: list[Param], seed: int, test: int, base: int, consts: tup
             if p.kind == "str" or rng.random() < 0.25:
                 s = text(rng, min(96, slot - 1))
                 arena[off:off + len(s)] = s
+            else:
+                _struct_tree(rng, arena, base, off, hints, depth=2)
             _apply_hints(rng, arena, off, hints)
             args.append(base + off)
         elif p.kind == "funcptr":
