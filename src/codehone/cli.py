@@ -81,7 +81,7 @@ def mine(
     OUT/modules/ (the reference wasm module of each file, by sha256, for the judge).
     Kill it at any moment and run it again: it resumes, and every unit is written exactly once.
     """
-    from .mine import TARGETS, MineConfig, collect_sources, default_corpus, run_mine
+    from .mine import TARGETS, MineConfig, ToolchainError, collect_sources, default_corpus, run_mine
     from .sources import SourceError, WalkOptions
     from .targets.c_wat import MineOptions
 
@@ -139,10 +139,13 @@ def mine(
 
     try:
         with progress:
-            stats = run_mine(srcs, out, cfg, progress=on_progress, on_total=on_total)
+            stats = run_mine(srcs, out, cfg, progress=on_progress, on_total=on_total,
+                             on_status=lambda m: console.print(f"[dim]{m}[/]"))
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/]: what was mined is saved; run the same command again to resume.")
         raise typer.Exit(130) from None
+    except ToolchainError as e:
+        fail(str(e))
     except OSError as e:
         fail(f"{e.filename or ''}: {e.strerror or e}")
     _print_mine_summary(stats, out, explain)

@@ -110,6 +110,10 @@ def collect_sources(specs: Iterable[str], list_files: Iterable[Path], cache: Pat
     return sources
 
 
+class ToolchainError(RuntimeError):
+    """The compiler cannot work at all (not one file's problem); the message is one line."""
+
+
 # ---------------------------------------------------------------- worker side
 
 _WORKER_STATE: dict = {}
@@ -145,6 +149,7 @@ def run_mine(
     cfg: MineConfig,
     progress: Callable[[int, int, int], None] | None = None,
     on_total: Callable[[int], None] | None = None,
+    on_status: Callable[[str], None] | None = None,
 ) -> dict:
     """Mine every file of every source into `out`. Returns the stats dict (also written to stats.json)."""
     t_start = time.monotonic()
@@ -183,6 +188,12 @@ def run_mine(
 
     jobs = cfg.jobs or os.cpu_count() or 1
     zig.cache_dir()  # create it before workers race to
+    if todo:
+        if on_status:
+            on_status("preparing the toolchain (builds wasi libc into the zig cache once, ~30 s)")
+        err = c_wat.warm_toolchain(cfg.opts)
+        if err:
+            raise ToolchainError(f"the zig toolchain cannot build for wasm32-wasi: {err}")
     units_app = JsonlAppender(units_path)
     journal_app = JsonlAppender(journal_path)
     files_done = resumed

@@ -243,7 +243,7 @@ def compile_tu(
             [zig.zig_exe(), "cc", *flags, *link, WRAPPER_NAME, "-o", "out.wasm"],
             files={WRAPPER_NAME: src},
             env=zig_env,
-            limits=sandbox.Limits(timeout_s=opts.timeout_s, memory_mb=4096, file_size_mb=256, nproc=4096),
+            limits=_COMPILER_LIMITS(opts.timeout_s),
             collect=["out.wasm"],
             isolation="rlimits",
             readable=[str(source.root), str(zig.zig_dir())],
@@ -292,12 +292,40 @@ def compile_tu(
     return CompileOutcome(False, None, last_err, reason, detail, dropped, attempts, [])
 
 
+def _COMPILER_LIMITS(timeout_s: float) -> sandbox.Limits:
+    """Limits for zig cc on mined code: generous fds/processes (zig builds libc in parallel)."""
+    return sandbox.Limits(timeout_s=timeout_s, memory_mb=4096, file_size_mb=256, nproc=4096, nofile=4096)
+
+
+def warm_toolchain(opts: MineOptions, timeout_s: float = 900.0) -> str | None:
+    """Build wasi libc and the emulation libraries into the zig cache once, before the workers start.
+
+    The first link with a given flag set makes zig build libc (~30 s on 2 cores). Done here, once,
+    with a long timeout, instead of racing in every worker under the per-file compile timeout.
+    Returns an error line, or None when the toolchain is ready.
+    """
+    res = sandbox.run(
+        [zig.zig_exe(), "cc", *BASE_CFLAGS, *WASI_EMULATION, opts.opt_level, *LINK_FLAGS, *WASI_EMULATION_LIBS,
+         WRAPPER_NAME, "-o", "out.wasm"],
+        files={WRAPPER_NAME: f"int codehone_warm(int x) {{ return x + 1; }}\n"
+                             f"void *const {KEEP_SYMBOL}[] __attribute__((used)) = {{ (void *)&codehone_warm }};\n"},
+        env=zig.env(),
+        limits=_COMPILER_LIMITS(timeout_s),
+        collect=["out.wasm"],
+        isolation="rlimits",
+    )
+    if res.ok and "out.wasm" in res.files:
+        return None
+    lines = [ln for ln in res.stderr.splitlines() if "error" in ln] or res.stderr.splitlines() or ["no output"]
+    return "timed out" if res.timed_out else lines[0].strip()
+
+
 def _active_definitions(path: Path, flags: list[str], source: Source) -> set[int] | None:
     """Lines of `path` that survive preprocessing (to tell apart same-named #if/#else definitions)."""
     res = sandbox.run(
         [zig.zig_exe(), "cc", *[f for f in flags if not f.startswith("-Wl")], "-E", str(path)],
         env=zig.env(),
-        limits=sandbox.Limits(timeout_s=60, memory_mb=4096, file_size_mb=256, output_cap=64 << 20),
+        limits=sandbox.Limits(timeout_s=60, memory_mb=4096, file_size_mb=256, nofile=4096, output_cap=64 << 20),
         isolation="rlimits",
     )
     if not res.ok:
