@@ -148,3 +148,15 @@ def test_network_connection_fails():
         srv.close()
     assert not v.ok and v.stage == "test"
     assert v.counts["tests_failed"] == 1
+
+
+def test_seed_cache_is_not_changed_by_a_run():
+    """Every run works on a private copy of the warmed zig cache, so no candidate can poison it."""
+    seed = zig.seed_cache()
+    before = sorted((str(p.relative_to(seed)), p.stat().st_mtime_ns) for p in seed.rglob("*"))
+    v = zig.judge(
+        'const std = @import("std");\ntest "fmt" {\n    try std.testing.expect(std.fmt.count("{d}", .{7}) == 1);\n}\n'
+    )
+    assert v.ok, v.diagnostics
+    after = sorted((str(p.relative_to(seed)), p.stat().st_mtime_ns) for p in seed.rglob("*"))
+    assert before == after

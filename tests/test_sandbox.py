@@ -158,3 +158,29 @@ def test_environment_is_scrubbed(monkeypatch):
     monkeypatch.setenv("CODEHONE_SECRET_TOKEN", "hunter2")
     r = sandbox.run(["env"])
     assert "hunter2" not in r.stdout
+
+
+@pytest.mark.parametrize("level", ["rlimits", "unshare-net"])
+def test_fallback_levels_still_limit_and_record(level):
+    """The weaker levels keep the timeout, the group kill and the output cap, and say what they are."""
+    if level == "unshare-net" and LEVEL == "rlimits":
+        pytest.skip("no network namespace on this machine")
+    r = sandbox.run(["sh", "-c", "echo hi"], isolation=level)
+    assert r.ok and r.stdout.strip() == "hi" and r.isolation == level
+    t0 = time.monotonic()
+    r = sandbox.run(["sh", "-c", "sleep 30 & sleep 30"], isolation=level, limits=sandbox.Limits(timeout_s=1))
+    assert r.timed_out and r.isolation == level
+    assert time.monotonic() - t0 < 8
+
+
+@needs_netns
+def test_unshare_net_level_blocks_network():
+    r = sandbox.run(
+        [
+            "python3",
+            "-c",
+            "import socket; socket.create_connection(('1.1.1.1', 53), timeout=2); print('out')",
+        ],
+        isolation="unshare-net",
+    )
+    assert "out" not in r.stdout and not r.ok
