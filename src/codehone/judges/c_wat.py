@@ -188,6 +188,7 @@ class Reference:
     extra: dict = field(default_factory=dict)  # (seed, tests, runs, fuel, mem) -> [TestInput] found by exploring
     explorer: explore.Explorer | None = None
     callees: str = ""  # the text of the functions it calls directly: their constants guide inputs too
+    callee_fields: list = field(default_factory=list)  # their wat.Field, to trace their loads
     explore_error: str | None = None
 
 
@@ -249,7 +250,8 @@ def reference(unit: dict, modules_dir: Path, memory_bytes: int = DEFAULT_MEMORY)
     ref = Reference(text, func, params, results, layout)
     by_name = {f.name: f for f in fields if f.kind == "func" and f.name}
     called = dict.fromkeys(re.findall(r"\bcall (\$[^\s()]+)", func.text))
-    ref.callees = "\n".join(by_name[c].text for c in list(called)[:12] if c in by_name and c != name)
+    ref.callee_fields = [by_name[c] for c in list(called)[:12] if c in by_name and c != name]
+    ref.callees = "\n".join(f.text for f in ref.callee_fields)
     wasm, diags = assemble(text, func.start, func.text)
     if wasm is None:
         ref.error = "the reference module does not reassemble: " + "; ".join(d.message for d in diags[:2])
@@ -428,8 +430,14 @@ def _explorer(ref: Reference) -> explore.Explorer | None:
     if ref.explorer is None and ref.explore_error is None:
         cov_addr = ref.base + inputs.ARENA_PAGES * inputs.PAGE
         text, probes = explore.instrument(ref.func.text, cov_addr)
-        module = ref.module_wat[: ref.func.start] + text + ref.module_wat[ref.func.end:]
-        wasm, diags = assemble(module, ref.func.start, text)
+        # The direct callees get the load trace too (no probes): checks such as zlib's
+        # inflateStateCheck(strm) read the input there.
+        edits = [(ref.func.start, ref.func.end, text)]
+        edits += [(f.start, f.end, explore.instrument(f.text, cov_addr, probes=False)[0]) for f in ref.callee_fields]
+        module = ref.module_wat
+        for start, end, new in sorted(edits, reverse=True):
+            module = module[:start] + new + module[end:]
+        wasm, diags = assemble(module, 0, module)
         try:
             if wasm is None:
                 raise RuntimeError("; ".join(d.message for d in diags[:2]))

@@ -30,20 +30,58 @@ from . import c_wat_inputs as inputs
 from . import wasm_run
 
 _PROBE_AFTER = re.compile(r"^\s*(block|loop|if|else|end|br_if)\b")
+_LOAD = re.compile(r"^\s*(?:i32|i64|f32|f64)\.load(?:8_[su]|16_[su]|32_[su])?(?:\s+offset=(\d+))?(?:\s+align=\d+)?$")
+_TYPES = re.compile(r"\b(i32|i64|f32|f64|v128|funcref|externref)\b")
+TRACE_COUNT = 4096  # offsets inside the coverage page
+TRACE_BASE = 8192
+TRACE_SLOTS = 1024
 
 
-def instrument(func_text: str, cov_addr: int) -> tuple[str, int]:
-    """The function with a coverage probe after each control-flow point; (text, number of probes)."""
+def instrument(func_text: str, cov_addr: int, probes: bool = True) -> tuple[str, int]:
+    """The function with a coverage probe after each control-flow point and a trace of load addresses.
+
+    Probes store 1 at cov_addr + n. Before each load, the address is kept in a new local and
+    appended to a ring buffer (count at cov_addr + TRACE_COUNT, entries at + TRACE_BASE), so the
+    explorer knows which input words the function actually read. Returns (text, probes).
+    """
+    lines = func_text.splitlines()
+    # The header: `(func ... (param ..) (result ..)` and any `(local ...)` lines after it.
+    head_end = 0
+    nparams = len(_TYPES.findall(" ".join(re.findall(r"\(param[^)]*\)", lines[0]))))
+    nlocals = 0
+    for i in range(1, len(lines)):
+        if lines[i].strip().startswith("(local"):
+            nlocals += len(_TYPES.findall(lines[i]))
+            head_end = i
+        else:
+            break
+    tmp = nparams + nlocals
+    ind0 = re.match(r"\s*", lines[1] if len(lines) > 1 else "").group(0) or "    "
     out: list[str] = []
     n = 0
-    lines = func_text.splitlines()
     for i, line in enumerate(lines):
-        out.append(line)
         code = line.split(";;")[0].rstrip()
-        if _PROBE_AFTER.match(code) and not code.endswith(")"):
+        load = _LOAD.match(code) if i > head_end else None
+        if load:
+            ind = re.match(r"\s*", line).group(0)
+            cnt, tb = cov_addr + TRACE_COUNT, cov_addr + TRACE_BASE
+            offset = int(load.group(1) or 0)
+            out.append("\n".join(ind + x for x in (
+                f"local.tee {tmp}", f"i32.const {cnt}", f"i32.const {cnt}", "i32.load", "i32.const 1", "i32.add",
+                "i32.store", f"i32.const {tb}", f"i32.const {cnt}", "i32.load", f"i32.const {TRACE_SLOTS - 1}",
+                "i32.and", "i32.const 2", "i32.shl", "i32.add", f"local.get {tmp}", f"i32.const {offset}", "i32.add",
+                "i32.store")))
+        out.append(line)
+        if i == head_end:
+            out.append(f"{ind0}(local i32)")
+        if probes and i > head_end and _PROBE_AFTER.match(code) and not code.endswith(")"):
             indent = re.match(r"\s*", lines[min(i + 1, len(lines) - 1)]).group(0) or "    "
             out.append(f"{indent}i32.const {cov_addr + n}\n{indent}i32.const 1\n{indent}i32.store8")
             n += 1
+            if n >= TRACE_COUNT:
+                break
+    if n >= TRACE_COUNT:
+        return func_text, 0
     return "\n".join(out), n
 
 
@@ -54,8 +92,10 @@ class Explorer:
     cov_offset: int  # where the coverage page starts in Outcome.memory
 
 
-def _value(rng: random.Random, consts: tuple[int, ...], base: int, size: int) -> int:
+def _value(rng: random.Random, consts: tuple[int, ...], base: int, size: int, ptrs: list[int] = ()) -> int:
     r = rng.random()
+    if ptrs and r < 0.1:
+        return base + rng.choice(ptrs)  # a back-pointer to an argument (zlib: state->strm == strm)
     if consts and r < 0.35:
         return rng.choice(consts) + rng.choice((0, 0, 0, 1, -1))
     if r < 0.5:
@@ -67,8 +107,9 @@ def _value(rng: random.Random, consts: tuple[int, ...], base: int, size: int) ->
     return rng.getrandbits(32)
 
 
-def _mutate(rng: random.Random, inp: inputs.TestInput, params: list[inputs.Param], consts: tuple[int, ...],
-            hints: tuple[tuple[int, int, int], ...]) -> inputs.TestInput:
+def _mutate(rng: random.Random, inp: inputs.TestInput, reads: list[int], params: list[inputs.Param],
+            consts: tuple[int, ...], hints: tuple[tuple[int, int, int], ...]) -> inputs.TestInput:
+    """A copy of `inp` with 1-4 changes, mostly to arena words the function was seen reading."""
     arena = bytearray(inp.arena)
     args = list(inp.args)
     size = len(arena)
@@ -77,26 +118,29 @@ def _mutate(rng: random.Random, inp: inputs.TestInput, params: list[inputs.Param
     scalars = [j for j, p in enumerate(params) if p.kind in ("scalar", "ambiguous")]
     for _ in range(rng.choice((1, 1, 2, 3, 4))):
         r = rng.random()
-        if scalars and (r < 0.2 or not ptrs and r < 0.6):
+        if reads and r < 0.6:
+            frontier = rng.random() < 0.5
+            at = rng.choice(reads[-3:]) if frontier else rng.choice(reads)
+            if rng.random() < 0.3:  # a byte: char fields, strings, flags
+                arena[at] = rng.choice((0, 1, 2, rng.randrange(256), *b"\"{[:,0-a1.e"))
+            elif frontier and consts and rng.random() < 0.5:  # the check that stopped the run
+                v = rng.choice(consts) + rng.choice((0, 0, 1, -1))
+                arena[at & ~3:(at & ~3) + 4] = (v & 0xFFFFFFFF).to_bytes(4, "little")
+            else:
+                at &= ~3
+                arena[at:at + 4] = (_value(rng, consts, inp.base, size, ptrs) & 0xFFFFFFFF).to_bytes(4, "little")
+        elif scalars and (r < 0.75 or not ptrs):
             j = rng.choice(scalars)
             w = params[j].wasm
             v = (rng.choice(consts) + rng.choice((0, 1, -1))) if consts and rng.random() < 0.5 else \
                 inputs.scalar(rng, w, 10**6, j, [], consts)
             args[j] = inputs._wrap(v, w)
-        elif ptrs and r < 0.75:
-            off = rng.choice(ptrs)
-            if hints and rng.random() < 0.2:
-                inputs._apply_hints(rng, arena, off, hints)
-                continue
-            at = off + 4 * rng.randrange(0, 48)
-            arena[at:at + 4] = (_value(rng, consts, inp.base, size) & 0xFFFFFFFF).to_bytes(4, "little")
         elif ptrs and r < 0.85:
-            off = rng.choice(ptrs)  # a byte, for char fields and strings
-            arena[off + rng.randrange(0, 64)] = rng.choice((0, 1, 2, rng.randrange(256), *b"\"{[:,0-a"))
+            inputs._apply_hints(rng, arena, rng.choice(ptrs), hints)
         else:
             at = 4 * rng.randrange(0, size // 4)
             arena[at:at + 4] = (_value(rng, consts, inp.base, size) & 0xFFFFFFFF).to_bytes(4, "little")
-    stub = rng.getrandbits(16) if rng.random() < 0.3 else inp.stub_seed
+    stub = rng.getrandbits(16) if rng.random() < 0.2 else inp.stub_seed
     return inputs.TestInput(args, bytes(arena), inp.base, stub)
 
 
@@ -106,33 +150,44 @@ def explore(ex: Explorer, seeds: list[inputs.TestInput], params: list[inputs.Par
     """Up to `keep` inputs, beyond `seeds`, each of which reached a probe nothing before it did."""
     rng = random.Random(f"explore:{seed}")
     seen: set[int] = set()
-    pool: list[inputs.TestInput] = []
+    pool: list[tuple[inputs.TestInput, list[int]]] = []
     found: list[inputs.TestInput] = []
     limits = wasm_run.Limits(fuel, 5.0, memory_bytes)
 
-    def coverage(inp: inputs.TestInput) -> set[int] | None:
+    def run(inp: inputs.TestInput) -> tuple[set[int] | None, list[int]]:
         o = wasm_run.run(ex.prepared, "__codehone_target", inp.args, inp.arena, inputs.ARENA_PAGES + 1, limits,
                          keep_from, stub_seed=inp.stub_seed)
-        if o.kind != "return":
-            return None
-        page = o.memory[ex.cov_offset: ex.cov_offset + ex.probes]
-        return {i for i, b in enumerate(page) if b}
+        if o.kind in ("fuel", "timeout", "error") or not o.memory:
+            return None, []
+        page = o.memory[ex.cov_offset: ex.cov_offset + TRACE_BASE + 4 * TRACE_SLOTS]
+        count = int.from_bytes(page[TRACE_COUNT:TRACE_COUNT + 4], "little")
+        n = min(count, TRACE_SLOTS)
+        slots = [(count - n + 1 + i) & (TRACE_SLOTS - 1) for i in range(n)]  # oldest to newest
+        addrs = [int.from_bytes(page[TRACE_BASE + 4 * j: TRACE_BASE + 4 * j + 4], "little") for j in slots]
+        base = inp.base
+        # In order of last use: the final reads are the check where the run stopped going deeper.
+        reads = list(dict.fromkeys(a - base for a in reversed(addrs) if base <= a < base + len(inp.arena) - 8))
+        reads.reverse()
+        cov = {i for i, b in enumerate(page[: ex.probes]) if b} if o.kind == "return" else None
+        return cov, reads
 
     for inp in seeds:
-        cov = coverage(inp)
+        cov, reads = run(inp)
         if cov is not None:
             seen |= cov
-            pool.append(inp)
-    if not pool:
-        pool = list(seeds)
+        pool.append((inp, reads))
     for _ in range(runs):
         if len(found) >= keep or len(seen) >= ex.probes:
             break
-        parent = rng.choice(pool[-16:]) if found and rng.random() < 0.5 else rng.choice(pool)
-        child = _mutate(rng, parent, params, consts, hints)
-        cov = coverage(child)
-        if cov is not None and cov - seen:
+        # Mostly the inputs that got furthest (read the most), where the next check is waiting.
+        parent, reads = rng.choice(sorted(pool, key=lambda e: -len(e[1]))[:8]) if rng.random() < 0.7 \
+            else rng.choice(pool)
+        child = _mutate(rng, parent, reads, params, consts, hints)
+        cov, child_reads = run(child)
+        new = bool(cov is not None and cov - seen)
+        if new:
             seen |= cov
-            pool.append(child)
             found.append(child)
+        if new or len(child_reads) > len(reads) and len(pool) < 256:
+            pool.append((child, child_reads))  # new coverage, or it read further into the input
     return found
