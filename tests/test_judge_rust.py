@@ -220,3 +220,11 @@ def test_network_connection_fails():
         srv.close()
     assert not v.ok and v.stage == "test"
     assert v.counts["tests_failed"] == 1
+
+
+def test_compile_time_infinite_loop_is_stopped():
+    v = rust.judge(
+        "pub const X: u64 = {\n    let mut i = 0u64;\n    loop {\n        i = i.wrapping_add(1);\n    }\n};\n",
+        timeout_s=5,
+    )
+    assert not v.ok and v.stage == "compile"

@@ -160,3 +160,15 @@ def test_seed_cache_is_not_changed_by_a_run():
     assert v.ok, v.diagnostics
     after = sorted((str(p.relative_to(seed)), p.stat().st_mtime_ns) for p in seed.rglob("*"))
     assert before == after
+
+
+def test_comptime_infinite_loop_is_killed():
+    src = (
+        "pub const x = blk: {\n    @setEvalBranchQuota(1 << 31);\n    var i: u64 = 0;\n"
+        "    while (true) {\n        i +%= 1;\n    }\n    break :blk i;\n};\n"
+    )
+    t0 = time.monotonic()
+    v = zig.judge(src, timeout_s=3)
+    assert not v.ok and v.stage == "compile"
+    assert any("timeout" in d.message for d in v.diagnostics)
+    assert time.monotonic() - t0 < 20
