@@ -228,3 +228,11 @@ def test_compile_time_infinite_loop_is_stopped():
         timeout_s=5,
     )
     assert not v.ok and v.stage == "compile"
+
+
+@pytest.mark.parametrize("level", ["rlimits", "unshare-net"])
+def test_fallback_isolation_is_recorded(level):
+    if level == "unshare-net" and sandbox.best_isolation() == "rlimits":
+        pytest.skip("no network namespace on this machine")
+    v = rust.judge(FOUR_CLIPPY, isolation=level)
+    assert v.ok and v.isolation == level and v.counts["clippy_warnings"] == 4

@@ -172,3 +172,8 @@ def test_comptime_infinite_loop_is_killed():
     assert not v.ok and v.stage == "compile"
     assert any("timeout" in d.message for d in v.diagnostics)
     assert time.monotonic() - t0 < 20
+
+
+def test_fallback_isolation_is_recorded():
+    v = zig.judge("pub fn one() u8 {\n    return 1;\n}\n", isolation="rlimits")
+    assert v.ok and v.isolation == "rlimits"
