@@ -184,3 +184,8 @@ def test_unshare_net_level_blocks_network():
         isolation="unshare-net",
     )
     assert "out" not in r.stdout and not r.ok
+
+
+def test_file_names_cannot_escape_the_work_dir():
+    with pytest.raises(ValueError, match="escapes"):
+        sandbox.run(["true"], files={"../../escaped.txt": "x"})

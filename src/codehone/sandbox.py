@@ -264,6 +264,8 @@ def run(
     try:
         for name, content in (files or {}).items():
             p = work / name
+            if not p.resolve().is_relative_to(work.resolve()):
+                raise ValueError(f"sandbox file name escapes the work dir: {name!r}")
             p.parent.mkdir(parents=True, exist_ok=True)
             p.write_bytes(content.encode("utf-8") if isinstance(content, str) else content)
             if name in executables:
