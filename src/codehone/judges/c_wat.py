@@ -428,7 +428,7 @@ def judge(
 def _explorer(ref: Reference) -> explore.Explorer | None:
     """The instrumented copy of the reference, built once per unit."""
     if ref.explorer is None and ref.explore_error is None:
-        cov_addr = ref.base + inputs.ARENA_PAGES * inputs.PAGE
+        cov_addr = ref.base + inputs.GROW_PAGES * inputs.PAGE
         text, probes = explore.instrument(ref.func.text, cov_addr)
         # The direct callees get the load trace too (no probes): checks such as zlib's
         # inflateStateCheck(strm) read the input there.
@@ -474,7 +474,7 @@ def _execute(ref: Reference, cand: wasm_run.Prepared, unit: dict, tests: int, se
         key = (seed, i, fuel, memory_bytes, ekey if i >= tests else None)
         r = ref.outcomes.get(key)
         if r is None:
-            r = wasm_run.run(ref.prepared, TARGET_EXPORT, inp.args, inp.arena, inputs.ARENA_PAGES,
+            r = wasm_run.run(ref.prepared, TARGET_EXPORT, inp.args, inp.arena, inputs.GROW_PAGES,
                              wasm_run.Limits(fuel, left, memory_bytes), ref.layout.keep_from,
                              stub_seed=inp.stub_seed)
             if r.kind != "timeout":
@@ -487,7 +487,7 @@ def _execute(ref: Reference, cand: wasm_run.Prepared, unit: dict, tests: int, se
             counts["reference_traps"] += 1
         # wasmtime's fuel counter is exact only on a normal return (a trap can leave it unflushed).
         budget = min(fuel, 10 * r.fuel_used + 1_000_000) if r.kind == "return" else fuel
-        c = wasm_run.run(cand, TARGET_EXPORT, inp.args, inp.arena, inputs.ARENA_PAGES,
+        c = wasm_run.run(cand, TARGET_EXPORT, inp.args, inp.arena, inputs.GROW_PAGES,
                          wasm_run.Limits(budget, max(0.05, deadline - time.monotonic()), memory_bytes),
                          ref.layout.keep_from, stub_seed=inp.stub_seed)
         why = compare(r, c, ref.layout.keep_from)

@@ -7,7 +7,7 @@ is a small fuzzer, run once per unit on the *reference* (never the candidate):
 
   * instrument: a copy of the reference function gets a probe after every
     `block`, `loop`, `if`, `else`, `end` and `br_if` (a byte store into a
-    coverage page placed after the input arena);
+    coverage page placed after the input arena and its zeroed slack);
   * explore: starting from the seeded inputs, mutate one (arena words near
     the pointer arguments or anywhere, scalar arguments) toward the function's
     own constants, NULL, small numbers and arena addresses; keep a mutated
@@ -155,7 +155,7 @@ def explore(ex: Explorer, seeds: list[inputs.TestInput], params: list[inputs.Par
     limits = wasm_run.Limits(fuel, 5.0, memory_bytes)
 
     def run(inp: inputs.TestInput) -> tuple[set[int] | None, list[int]]:
-        o = wasm_run.run(ex.prepared, "__codehone_target", inp.args, inp.arena, inputs.ARENA_PAGES + 1, limits,
+        o = wasm_run.run(ex.prepared, "__codehone_target", inp.args, inp.arena, inputs.GROW_PAGES + 1, limits,
                          keep_from, stub_seed=inp.stub_seed)
         if o.kind in ("fuel", "timeout", "error") or not o.memory:
             return None, []
