@@ -152,3 +152,11 @@ def test_cli_bad_input_is_one_line_error(tmp_path: Path, args, content, expect):
     assert expect in r.output
     assert "Traceback" not in r.output
     assert len([x for x in r.output.splitlines() if x.strip()]) == 1
+
+
+def test_judge_crash_is_an_internal_verdict_and_not_cached(tmp_path: Path):
+    """A judge that raises (here: a nonsense option) gives one failed verdict with the reason, never a cache entry."""
+    v = check("rust", [GOOD], cache_dir=tmp_path, options={"timeout_s": "soon"})[0]
+    assert not v.ok and v.stage == "internal"
+    assert "judge crashed: ValueError" in v.diagnostics[0].message
+    assert list(tmp_path.rglob("*.json")) == []

@@ -108,6 +108,7 @@ def _cache_get(cache: Path | None, key: str) -> Verdict | None:
 
 
 def _cache_put(cache: Path | None, key: str, v: Verdict) -> None:
+    """Store a verdict; not when the judge or the sandbox itself failed (that is no fact about the code)."""
     if cache is None or v.stage == "internal":
         return
     d = to_dict(v)
@@ -120,18 +121,11 @@ def _judge_one(target: str, candidate: str, unit: dict | None, options: dict) ->
     from .judges import JUDGES
 
     t0 = time.monotonic()
+    fn = JUDGES.get(target)
     try:
-        fn = JUDGES[target]
-        kw = dict(options)
-        if target == "c-wat" and unit is None:
-            raise CheckError("a c-wat candidate needs its unit (give `unit`, or `unit_id` plus --units)")
-        v = fn(candidate, unit=unit, **kw)
-    except KeyError:
-        v = Verdict(
-            ok=False,
-            stage="internal",
-            diagnostics=[Diagnostic(f"no judge for target {target!r}", code="judge_unavailable")],
-        )
+        if fn is None:
+            raise CheckError(f"no judge for target {target!r}")
+        v = fn(candidate, unit=unit, **options)
     except Exception as e:  # noqa: BLE001 - reported in the verdict, with the traceback's last line
         last = traceback.format_exc().strip().splitlines()[-1]
         v = Verdict(
@@ -211,6 +205,12 @@ def check(
             "is used) or --modules DIR"
         )
     items = [_as_item(c, units, i) for i, c in enumerate(candidates)]
+    if target == "c-wat":
+        for i, it in enumerate(items):
+            if it.unit is None:
+                raise CheckError(
+                    f"candidate {i}: a c-wat candidate needs its unit (`unit`, or `unit_id` and --units)"
+                )
     cache = (
         None
         if cache_dir is False

@@ -37,6 +37,14 @@ _TEST_SUMMARY = re.compile(r"^test result: (ok|FAILED)\. (\d+) passed; (\d+) fai
 SRC = "main.rs"
 
 
+def _run(cmd: list[str], **kw: Any) -> sandbox.RunResult:
+    """sandbox.run, but a sandbox that cannot start raises: that is no verdict on the code (and is not cached)."""
+    res = sandbox.run(cmd, **kw)
+    if res.killed_by == "spawn":
+        raise RuntimeError(f"sandbox failed to start: {res.stderr[:300]}")
+    return res
+
+
 def _diagnostics(stderr: str) -> list[dict[str, Any]]:
     """The JSON diagnostics rustc wrote, one object per line; non-JSON lines are skipped."""
     out = []
@@ -120,9 +128,7 @@ def judge(
         "out.rmeta",
         SRC,
     ]
-    res = sandbox.run(
-        cmd, files={SRC: candidate}, limits=_limits(timeout_s), readable=readable, isolation=isolation
-    )
+    res = _run(cmd, files={SRC: candidate}, limits=_limits(timeout_s), readable=readable, isolation=isolation)
     timings["compile"] = round(res.seconds, 4)
     raw = _diagnostics(res.stderr)
     # Summary lines ("3 warnings emitted", "aborting due to ...") have no span and no code.
@@ -176,7 +182,7 @@ def judge(
         "tests.bin",
         SRC,
     ]
-    res = sandbox.run(
+    res = _run(
         build,
         files={SRC: candidate},
         limits=_limits(timeout_s),
@@ -195,7 +201,7 @@ def judge(
     exec_limits = sandbox.Limits(
         timeout_s=test_timeout_s, memory_mb=1024, file_size_mb=8, nproc=32, nofile=64
     )
-    res = sandbox.run(
+    res = _run(
         ["./tests.bin", "--test-threads=1"],
         files={"tests.bin": res.files["tests.bin"]},
         executables=["tests.bin"],

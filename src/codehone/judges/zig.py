@@ -58,6 +58,14 @@ test "warm" {
 """
 
 
+def _run(cmd: list[str], **kw: Any) -> sandbox.RunResult:
+    """sandbox.run, but a sandbox that cannot start raises: that is no verdict on the code (and is not cached)."""
+    res = sandbox.run(cmd, **kw)
+    if res.killed_by == "spawn":
+        raise RuntimeError(f"sandbox failed to start: {res.stderr[:300]}")
+    return res
+
+
 def seed_cache() -> Path:
     """The warmed zig cache every sandbox copies; built once per zig version, under a file lock."""
     base = tc.cache_dir()
@@ -205,7 +213,7 @@ def judge(
 
     limits = sandbox.Limits(timeout_s=timeout_s, memory_mb=8192, file_size_mb=256, nproc=128, nofile=1024)
     env = {"ZIG_GLOBAL_CACHE_DIR": "$CODEHONE_WORK/.zg", "ZIG_LOCAL_CACHE_DIR": "$CODEHONE_WORK/.zl"}
-    res = sandbox.run(
+    res = _run(
         [zig, "ast-check", SRC],
         files={SRC: candidate},
         limits=limits,
@@ -227,7 +235,7 @@ def judge(
     cmd = [zig, "test", SRC, f"-j{zig_jobs}", "--cache-dir", ".zl"]
     cmd += ["--test-no-exec", "-femit-bin=tests.bin"] if with_tests else ["-fno-emit-bin"]
     t0 = time.monotonic()
-    res = sandbox.run(
+    res = _run(
         cmd,
         files={SRC: source},
         limits=limits,
@@ -250,7 +258,7 @@ def judge(
     exec_limits = sandbox.Limits(
         timeout_s=test_timeout_s, memory_mb=1024, file_size_mb=8, nproc=32, nofile=64
     )
-    res = sandbox.run(
+    res = _run(
         ["./tests.bin"],
         files={"tests.bin": res.files["tests.bin"]},
         executables=["tests.bin"],
