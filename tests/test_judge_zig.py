@@ -177,3 +177,15 @@ def test_comptime_infinite_loop_is_killed():
 def test_fallback_isolation_is_recorded():
     v = zig.judge("pub fn one() u8 {\n    return 1;\n}\n", isolation="rlimits")
     assert v.ok and v.isolation == "rlimits"
+
+
+def test_memory_leak_in_test_fails():
+    src = (
+        'const std = @import("std");\n'
+        'test "leak" {\n    _ = try std.testing.allocator.alloc(u8, 10);\n}\n'
+        'test "fine" {\n    try std.testing.expect(true);\n}\n'
+    )
+    v = zig.judge(src)
+    assert not v.ok and v.stage == "test"
+    assert v.counts["tests_leaked"] == 1 and v.counts["tests_failed"] == 1 and v.counts["tests_passed"] == 1
+    assert any(d.code == "test_leak" and "test.leak" in d.message for d in v.diagnostics)

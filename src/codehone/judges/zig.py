@@ -126,14 +126,18 @@ def references(candidate: str) -> str:
     return "\ncomptime {\n    " + "\n    ".join(refs) + "\n}\n"
 
 
-def _diagnostics(text: str) -> list[Diagnostic]:
+def _diagnostics(text: str, lines: int | None = None) -> list[Diagnostic]:
+    """zig's `file:line:col: error: msg` lines. Lines past the candidate's `lines` are in the appended
+    reference block, and errors inside other files (std, on a bad instantiation) keep their place
+    in the message: in both cases `line` is None rather than a line of the candidate that is wrong."""
     out = []
     for m in _DIAG.finditer(text):
+        line, msg = int(m.group("line")), m.group("msg")
         if not m.group("file").endswith(SRC):
-            continue
-        out.append(
-            Diagnostic(message=m.group("msg"), code="zig", line=int(m.group("line")), level=m.group("level"))
-        )
+            line, msg = None, f"{os.path.basename(m.group('file'))}:{m.group('line')}: {msg}"
+        elif lines is not None and line > lines:
+            line, msg = None, f"{msg} (in the reference block codehone appends)"
+        out.append(Diagnostic(message=msg, code="zig", line=line, level=m.group("level")))
     return out
 
 
@@ -247,7 +251,7 @@ def judge(
     )
     timings["compile"] = round(time.monotonic() - t0, 4)
     if not res.ok or (with_tests and "tests.bin" not in res.files):
-        diags = _diagnostics(res.stderr)
+        diags = _diagnostics(res.stderr, candidate.count("\n") + 1)
         if not diags or res.killed_by:
             why = f"compiler killed ({res.killed_by})" if res.killed_by else res.stderr.strip()[-500:]
             diags.insert(0, Diagnostic(why or "compile failed", code="zig", level="error"))
@@ -281,8 +285,19 @@ def judge(
         diags.append(Diagnostic(why, code="sandbox" if res.killed_by else "test_exit", level="error"))
         return verdict(False, "test", diags, res.isolation)
     passed, failed, skipped = tc_counts
-    counts.update(tests_passed=passed, tests_failed=failed, tests_skipped=skipped)
+    # The runner counts a test that leaked (std.testing.allocator) as passed but exits 1: a failure.
+    m = re.search(r"^(\d+) tests? leaked memory\.", out, re.M)
+    leaked = min(int(m.group(1)), passed) if m else 0
+    passed, failed = passed - leaked, failed + leaked
+    counts.update(tests_passed=passed, tests_failed=failed, tests_skipped=skipped, tests_leaked=leaked)
     diags += _test_failures(out)
+    if leaked:
+        names = sorted(set(re.findall(rf"{re.escape(SRC)}:\d+:\d+: 0x[0-9a-f]+ in (test\.\S+)", out)))
+        diags.append(
+            Diagnostic(
+                f"{leaked} test(s) leaked memory: {', '.join(names)[:300]}", code="test_leak", level="error"
+            )
+        )
     ok = res.ok and failed == 0
     if not ok and not diags:
         diags.append(Diagnostic(f"test binary exited with {res.returncode}", code="test_exit", level="error"))
