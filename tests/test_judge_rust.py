@@ -160,6 +160,9 @@ def test_include_str_of_host_file_fails_to_compile():
     assert not any("root:x:0" in d.message for d in v.diagnostics)
     v = rust.judge('pub const P: &str = include_str!("../../../../../../etc/hostname");\n')
     assert not v.ok and v.stage == "compile"
+    v = rust.judge('#[path = "/etc/passwd"]\nmod leak;\n')
+    assert not v.ok and v.stage == "compile"
+    assert not any("root:x:0" in d.message for d in v.diagnostics)
 
 
 def test_infinite_loop_in_test_is_killed():
