@@ -21,9 +21,12 @@ A mutant is caught when its verdict fails. Survivors are classified:
               passes: no test on which the reference returns reaches it (dead
               code, or a branch the generated inputs never take);
   input-gap   caught when judged again with 8x more tests and another seed;
-  equivalent  reached, and no observable difference in 8x more tests either:
-              most likely an equivalent mutant (e.g. `s < 100 ? s : 100` with
-              `<=`), shown with examples so that can be checked by eye.
+  undistinguished  reached on returning inputs, and no observable difference
+              in 8x more tests either: an equivalent mutant (e.g. `s < 100 ? s : 100`
+              with `<=`, a stack-frame size, a flag used only as a boolean) or a
+              value-level input gap (the operands never hit the boundary, or the
+              state lives in static data the inputs do not set); examples are
+              printed so they can be told apart by eye.
 
 Run: python benchmarks/c_wat_mutants.py [--units 60] [--per-unit 2] [--work DIR]
 """
@@ -114,9 +117,13 @@ def main() -> int:
     ap.add_argument("--per-unit", type=int, default=2, help="mutants per unit (distinct operators first)")
     ap.add_argument("--tests", type=int, default=32)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--examples", type=int, default=3, help="survivor examples printed per class")
+    ap.add_argument("--explore", type=int, default=None, help="explore_runs for the judge (default: the judge's)")
     args = ap.parse_args()
 
     rng = random.Random(args.seed)
+    if args.explore is not None:
+        c_wat.judge.__kwdefaults__["explore_runs"] = args.explore
     t_start = time.monotonic()
     rows: list[dict] = []  # one per mutant
     unmodified = Counter()
@@ -177,7 +184,7 @@ def main() -> int:
                                          seed=args.seed + 1).ok:
                         row["class"] = "input-gap"
                     else:
-                        row["class"] = "equivalent"
+                        row["class"] = "undistinguished"
                 rows.append(row)
         print(f"  {cname}: {picked} units sampled from {len(units)}", flush=True)
 
@@ -210,10 +217,10 @@ def main() -> int:
     for r in survivors:
         by_class[r["class"]].append(r)
     print(f"\nsurvivors: {len(survivors)}")
-    for cls in ("ref-traps", "unreached", "input-gap", "equivalent"):
+    for cls in ("ref-traps", "unreached", "input-gap", "undistinguished"):
         rs = by_class.get(cls, [])
-        print(f"  {cls:12} {len(rs)}")
-        for r in rs[:3]:
+        print(f"  {cls:16} {len(rs)}")
+        for r in rs[:args.examples]:
             print(f"    {r['corpus']}:{r['unit']} line {r['line']}: {r['old']} -> {r['new']}")
             for ln in r["context"].splitlines():
                 print(f"        | {ln}")

@@ -31,6 +31,7 @@ from . import wasm_run
 
 _PROBE_AFTER = re.compile(r"^\s*(block|loop|if|else|end|br_if)\b")
 _LOAD = re.compile(r"^\s*(?:i32|i64|f32|f64)\.load(?:8_[su]|16_[su]|32_[su])?(?:\s+offset=(\d+))?(?:\s+align=\d+)?$")
+_CMP = re.compile(r"^\s*i32\.(lt_s|lt_u|le_s|le_u|gt_s|gt_u|ge_s|ge_u)$")
 _TYPES = re.compile(r"\b(i32|i64|f32|f64|v128|funcref|externref)\b")
 TRACE_COUNT = 4096  # offsets inside the coverage page
 TRACE_BASE = 8192
@@ -42,7 +43,9 @@ def instrument(func_text: str, cov_addr: int, probes: bool = True) -> tuple[str,
 
     Probes store 1 at cov_addr + n. Before each load, the address is kept in a new local and
     appended to a ring buffer (count at cov_addr + TRACE_COUNT, entries at + TRACE_BASE), so the
-    explorer knows which input words the function actually read. Returns (text, probes).
+    explorer knows which input words the function actually read. Before each i32 ordering
+    comparison, a probe records whether its operands were ever *equal*: `<` and `<=` differ only
+    there, so reaching that boundary is coverage worth searching for. Returns (text, probes).
     """
     lines = func_text.splitlines()
     # The header: `(func ... (param ..) (result ..)` and any `(local ...)` lines after it.
@@ -56,6 +59,7 @@ def instrument(func_text: str, cov_addr: int, probes: bool = True) -> tuple[str,
         else:
             break
     tmp = nparams + nlocals
+    t1, t2 = tmp + 1, tmp + 2
     ind0 = re.match(r"\s*", lines[1] if len(lines) > 1 else "").group(0) or "    "
     out: list[str] = []
     n = 0
@@ -71,9 +75,16 @@ def instrument(func_text: str, cov_addr: int, probes: bool = True) -> tuple[str,
                 "i32.store", f"i32.const {tb}", f"i32.const {cnt}", "i32.load", f"i32.const {TRACE_SLOTS - 1}",
                 "i32.and", "i32.const 2", "i32.shl", "i32.add", f"local.get {tmp}", f"i32.const {offset}", "i32.add",
                 "i32.store")))
+        if probes and i > head_end and _CMP.match(code.rstrip(")")):
+            ind = re.match(r"\s*", line).group(0)
+            at = cov_addr + n
+            n += 1
+            out.append("\n".join(ind + x for x in (
+                f"local.set {t2}", f"local.tee {t1}", f"local.get {t2}", f"i32.const {at}", f"i32.const {at}",
+                "i32.load8_u", f"local.get {t1}", f"local.get {t2}", "i32.eq", "i32.or", "i32.store8")))
         out.append(line)
         if i == head_end:
-            out.append(f"{ind0}(local i32)")
+            out.append(f"{ind0}(local i32 i32 i32)")
         if probes and i > head_end and _PROBE_AFTER.match(code) and not code.endswith(")"):
             indent = re.match(r"\s*", lines[min(i + 1, len(lines) - 1)]).group(0) or "    "
             out.append(f"{indent}i32.const {cov_addr + n}\n{indent}i32.const 1\n{indent}i32.store8")
@@ -156,8 +167,9 @@ def explore(ex: Explorer, seeds: list[inputs.TestInput], params: list[inputs.Par
 
     def run(inp: inputs.TestInput) -> tuple[set[int] | None, list[int]]:
         o = wasm_run.run(ex.prepared, "__codehone_target", inp.args, inp.arena, inputs.GROW_PAGES + 1, limits,
-                         keep_from, stub_seed=inp.stub_seed)
-        if o.kind in ("fuel", "timeout", "error") or not o.memory:
+                         keep_from, keep_to=ex.cov_offset + keep_from + TRACE_BASE + 4 * TRACE_SLOTS,
+                         stub_seed=inp.stub_seed, memory_on_trap=True)
+        if o.kind in ("fuel", "timeout", "error") or len(o.memory) < ex.cov_offset + TRACE_BASE:
             return None, []
         page = o.memory[ex.cov_offset: ex.cov_offset + TRACE_BASE + 4 * TRACE_SLOTS]
         count = int.from_bytes(page[TRACE_COUNT:TRACE_COUNT + 4], "little")

@@ -231,12 +231,13 @@ def _classify(e: Exception, store: wasmtime.Store, fuel: int) -> tuple[str, str]
 
 
 def run(prep: Prepared, target: str, args: list, arena: bytes, arena_pages: int, limits: Limits,
-        keep_from: int, keep_to: int | None = None, stub_seed: int = 0) -> Outcome:
+        keep_from: int, keep_to: int | None = None, stub_seed: int = 0, memory_on_trap: bool = False) -> Outcome:
     """Fresh instance; `_initialize`; grow `arena_pages` and write the arena there; call `target`.
 
     `keep_from` is the first address compared afterwards (everything below it is the dead
     stack region); the arena is written at the old end of memory, which the caller must have
-    used as `base` when building pointers.
+    used as `base` when building pointers. `memory_on_trap` keeps the memory of a trapped call
+    too (the input explorer reads its trace there; the judge never compares it).
     """
     t0 = time.monotonic()
     store = wasmtime.Store(engine())
@@ -246,6 +247,7 @@ def run(prep: Prepared, target: str, args: list, arena: bytes, arena_pages: int,
     store.set_fuel(limits.fuel)
     store.set_epoch_deadline(max(1, int(limits.deadline_s / TICK_S) + 1))
     _STATE.log, _STATE.calls, _STATE.stub_seed, _STATE.arena = [], 0, stub_seed, 0
+    mem = None
     try:
         inst = prep.pre.instantiate(store)
         exports = inst.exports(store)
@@ -264,20 +266,22 @@ def run(prep: Prepared, target: str, args: list, arena: bytes, arena_pages: int,
         used = before - store.get_fuel()
     except Exception as e:  # traps, exits, fuel, epoch: all are outcomes, never host errors
         kind, msg = _classify(e, store, limits.fuel)
-        return Outcome(kind, message=msg, log=_STATE.log or [], host_calls=_STATE.calls,
+        memory = _read(mem, store, keep_from, keep_to)[0] if memory_on_trap and mem is not None else b""
+        return Outcome(kind, message=msg, memory=memory, log=_STATE.log or [], host_calls=_STATE.calls,
                        fuel_used=limits.fuel - _safe_fuel(store), seconds=time.monotonic() - t0)
     values = res if isinstance(res, tuple) else (() if res is None else (res,))
-    memory = b""
-    pages = 0
-    if mem is not None:
-        ptr = mem.data_ptr(store)
-        n = mem.data_len(store)
-        pages = n // 65536
-        end = n if keep_to is None else min(n, keep_to)
-        memory = ctypes.string_at(ctypes.addressof(ptr.contents) + keep_from, max(0, end - keep_from))
+    memory, pages = _read(mem, store, keep_from, keep_to) if mem is not None else (b"", 0)
     globs = tuple(_norm(_get(exports, g).value(store)) for g in prep.globals)
     return Outcome("return", tuple(_norm(v) for v in values), memory=memory, memory_pages=pages, globals=globs,
                    log=_STATE.log, host_calls=_STATE.calls, fuel_used=used, seconds=time.monotonic() - t0)
+
+
+def _read(mem: wasmtime.Memory, store: wasmtime.Store, keep_from: int, keep_to: int | None) -> tuple[bytes, int]:
+    """Linear memory [keep_from, keep_to) as bytes, and its size in pages."""
+    ptr = mem.data_ptr(store)
+    n = mem.data_len(store)
+    end = n if keep_to is None else min(n, keep_to)
+    return ctypes.string_at(ctypes.addressof(ptr.contents) + keep_from, max(0, end - keep_from)), n // 65536
 
 
 def _safe_fuel(store: wasmtime.Store) -> int:
