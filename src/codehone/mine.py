@@ -247,7 +247,9 @@ def run_mine(
             for t in todo:
                 handle(*_work(t))
         else:
-            ctx = multiprocessing.get_context("fork")
+            # forkserver, not fork: the parent may hold wasmtime (threads), and forking a threaded
+            # process can deadlock the child.
+            ctx = multiprocessing.get_context("forkserver")
             with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
                 pending = set()
                 it = iter(todo)
