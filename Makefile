@@ -30,6 +30,7 @@ system-deps:
 
 demo: install
 	$(BIN)/codehone mine -o out/demo/mine --explain
+	$(BIN)/codehone build out/demo/mine -o out/demo/dataset --recipe recipes/c-wat-tiny-scratch.yaml
 
 test: install
 	$(BIN)/ruff check src tests benchmarks
