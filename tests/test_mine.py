@@ -273,3 +273,24 @@ def test_mine_file_api_reports_reasons_per_function(tmp_path):
     res = c_wat.mine_file(repo.resolve() / "a.c", src, c_wat.MineOptions())
     assert res.functions == 2
     assert [u["name"] for u in res.units] == ["thrice"] or res.file_reason is not None
+
+
+def test_git_url_is_shallow_cloned_and_commit_recorded(tmp_path):
+    repo = write(tmp_path / "gitrepo", {"COPYING": "Redistribution and use in source and binary forms, "
+                                                    "... Neither the name of the copyright holder",
+                                        "lib.c": "int from_git(int a) { return a - 5; }\n"})
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
+           "GIT_COMMITTER_EMAIL": "t@t"}
+    for cmd in (["git", "init", "-q"], ["git", "add", "."], ["git", "commit", "-qm", "init"]):
+        subprocess.run(cmd, cwd=repo, check=True, env=env)
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True).stdout.strip()
+    from codehone.mine import collect_sources
+
+    url = f"file://{repo}"
+    (src,) = collect_sources([url], [], cache=tmp_path / "cache")
+    assert src.commit == head and src.url == url and src.license == "BSD-3-Clause"
+    assert (tmp_path / "cache" / "git").is_dir()
+    stats = run_mine([src], tmp_path / "out", MineConfig(jobs=1))
+    (unit,) = list(read_jsonl(tmp_path / "out" / "units.jsonl"))
+    assert unit["commit"] == head and unit["repo_url"] == url and unit["repo"] == "gitrepo"
+    assert stats["units_written"] == 1
