@@ -48,6 +48,13 @@ double scale(double x, float f) { return x * f + 1.0; }
 
 static int helper(int x) { return x * 3 + 1; }
 int uses_helper(int x) { return helper(x) + helper(x + 1); }
+
+struct rec { struct rec *next; int tag; int value; };
+int chain_value(const struct rec *r) {
+    if (!r || r->tag != 4242) return -1;
+    if (!r->next || r->next->tag != 4243) return -2;
+    return r->value * 2 + r->next->value;
+}
 """
 
 
@@ -58,7 +65,7 @@ def mined(tmp_path_factory) -> tuple[dict[str, dict], Path]:
     out = tmp_path_factory.mktemp("out")
     run_mine([resolve(str(root))], out, MineConfig(jobs=1))
     units = {u["name"]: u for u in read_jsonl(out / "units.jsonl")}
-    assert len(units) == 8, sorted(units)
+    assert len(units) == 9, sorted(units)
     return units, out / "modules"
 
 
@@ -173,6 +180,16 @@ def test_scalar_mutants_are_caught_at_execute(mined, name, old, new, nth):
     v = judge(mined, name, mutate(units[name]["artifact"], old, new, nth))
     assert not v.ok and v.stage == "execute" and v.diagnostics[0].code == "mismatch", v.diagnostics
     assert "test " in v.diagnostics[0].message and "expected" in v.diagnostics[0].message
+
+
+def test_explorer_gets_behind_nested_checks(mined):
+    # The last line is reached only when r->tag == 4242 and r->next->tag == 4243: the seeded inputs
+    # never get there (explore_runs=0 passes the mutant), the coverage-guided explorer does.
+    units, _ = mined
+    bad = mutate(units["chain_value"]["artifact"], "i32.add", "i32.sub", -1)
+    assert judge(mined, "chain_value", bad, explore_runs=0).ok
+    v = judge(mined, "chain_value", bad)
+    assert not v.ok and v.counts["explored"] >= 1 and v.diagnostics[0].code == "mismatch", v.diagnostics
 
 
 def test_memory_only_difference_is_caught(mined):

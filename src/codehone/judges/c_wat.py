@@ -6,20 +6,21 @@ Stages (the verdict's `stage` is the last one reached):
   assemble  it is spliced into the unit's reference module in place of the
             original function (so `call $other`, `global.get $__stack_pointer`
             and the data segments resolve by name) and `wat2wasm` (see
-            WAT2WASM_FEATURES) assembles and validates the module; errors carry the candidate's
-            own line numbers.
+            WAT2WASM_FEATURES) assembles and validates the module; errors
+            carry the candidate's own line numbers. The signature must stay.
   validate  wasmtime compiles the module (its validator is the one that runs it).
   execute   differential execution against the reference, which is built by
             the *same* round trip (wasm2wat of the mined module, the same
             export added, wat2wasm), so both sides differ only in the function.
 
 Differential execution (see `wasm_run` for the sandbox, `c_wat_inputs` for the
-inputs, `c_wat_explore` for the coverage-guided ones): each test instantiates both modules fresh, runs `_initialize`, writes
-the same seeded arena past the end of memory, calls the function with the same
-arguments, and compares
+inputs, `c_wat_explore` for the coverage-guided ones): each test instantiates
+both modules fresh, runs `_initialize`, writes the same seeded arena past the
+end of memory, calls the function with the same arguments, and compares
   * the return values (floats bit for bit; NaNs are canonicalised),
   * linear memory from the initial stack pointer up (data, heap, arena) and
-    its size: the stack below it is dead after the return and may differ,
+    its size: the stack below it is dead after the return and may differ
+    (zig's wasm-ld puts the stack first; otherwise all memory is compared),
   * every mutable global (the stack pointer must be restored),
   * the log of calls to imports from other translation units.
 
@@ -28,7 +29,8 @@ division by zero, proc_exit, ...), the candidate must trap too. The kind of
 trap is not compared (two correct translations may fault at different points
 on undefined behaviour), nor is memory (a trap leaves it half-written); an
 exit code from proc_exit is compared. When the reference runs out of fuel or
-time the test is *skipped*: nothing can be said about that input. The
+time, or calls imports more than wasm_run.MAX_HOST_CALLS times, the test is
+*skipped*: nothing can be said about that input. The
 candidate gets the same wall clock and at most `10 * reference fuel + 1M`
 instructions (the full fuel when the reference trapped: the counter is not
 exact after a trap), so an infinite loop is stopped quickly and reported.
@@ -36,6 +38,13 @@ exact after a trap), so an infinite loop is stopped quickly and reported.
 A unit whose reference cannot be instantiated or initialised (an import that
 is not a function, a trap in `_initialize`) is judged up to `validate` and
 says so in a warning; it is not a pass of the execute stage.
+
+What it cannot see (measured by benchmarks/c_wat_mutants.py): code behind
+checks that random, dictionary-guided and coverage-guided inputs do not get
+past (deep struct invariants, function pointers in structs), differences in
+state kept in static data (the inputs never set it), and boundaries the
+operands never hit. A passing verdict means "no difference found on these
+inputs", and `counts` says how many ran, trapped or were skipped.
 """
 
 from __future__ import annotations

@@ -64,7 +64,7 @@ def instrument(func_text: str, cov_addr: int, probes: bool = True) -> tuple[str,
     out: list[str] = []
     n = 0
     for i, line in enumerate(lines):
-        code = line.split(";;")[0].rstrip()
+        code = re.sub(r"\(;.*?;\)", "", line).split(";;")[0].rstrip()
         load = _LOAD.match(code) if i > head_end else None
         if load:
             ind = re.match(r"\s*", line).group(0)
