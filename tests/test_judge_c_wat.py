@@ -20,7 +20,10 @@ from codehone.records import read_jsonl
 from codehone.sources import resolve
 
 FIXTURE_C = r"""
+#include <stdlib.h>
 #include <string.h>
+
+void die_if(int code) { if (code == 7) exit(code); }
 
 int clamp_add(int a, int b) {
     int s = a + b;
@@ -65,7 +68,7 @@ def mined(tmp_path_factory) -> tuple[dict[str, dict], Path]:
     out = tmp_path_factory.mktemp("out")
     run_mine([resolve(str(root))], out, MineConfig(jobs=1))
     units = {u["name"]: u for u in read_jsonl(out / "units.jsonl")}
-    assert len(units) == 9, sorted(units)
+    assert len(units) == 10, sorted(units)
     return units, out / "modules"
 
 
@@ -233,6 +236,21 @@ def test_memory_grow_bomb_is_contained(mined):
                "  (loop $l (drop (memory.grow (i32.const 16))) (br $l))\n  i32.const 0)")
     v = judge(mined, "is_lt", forever, memory_bytes=64 << 20)
     assert not v.ok and v.diagnostics[0].code == "out_of_fuel", v.diagnostics
+
+
+def test_unbounded_recursion_and_wasi_calls_are_contained(mined):
+    v = judge(mined, "is_lt", "(func $is_lt (param i32 i32) (result i32)\n  local.get 0\n  local.get 1\n"
+                             "  call $is_lt\n  i32.const 1\n  i32.add)")
+    assert not v.ok and "expected returned" in v.diagnostics[0].message and "trap" in v.diagnostics[0].message
+    # proc_exit from the candidate ends only its own instance (die_if pulls it into the module).
+    units, _ = mined
+    exit_name = re.search(r'\(import "wasi_snapshot_preview1" "proc_exit" \(func (\S+)',
+                          c_wat.reference(units["is_lt"], mined[1]).module_wat).group(1)
+    v = judge(mined, "is_lt", f"(func $is_lt (param i32 i32) (result i32)\n  i32.const 3\n"
+                              f"  call {exit_name}\n  i32.const 0)")
+    assert not v.ok and "proc_exit(3)" in v.diagnostics[0].message, v.diagnostics
+    v = judge(mined, "die_if")  # the reference exits with 7 on one edge value: the same exit passes
+    assert v.ok and v.counts["reference_traps"] >= 1, v.counts
 
 
 def test_wall_clock_limit_stops_a_call_whatever_its_fuel():
