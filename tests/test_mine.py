@@ -294,3 +294,18 @@ def test_git_url_is_shallow_cloned_and_commit_recorded(tmp_path):
     (unit,) = list(read_jsonl(tmp_path / "out" / "units.jsonl"))
     assert unit["commit"] == head and unit["repo_url"] == url and unit["repo"] == "gitrepo"
     assert stats["units_written"] == 1
+
+
+def test_header_that_only_compiles_inside_its_includer(tmp_path):
+    repo = write(tmp_path / "r", {
+        "helpers.h": '#ifndef WINDOW\n#error "WINDOW must be defined"\n#endif\n'
+                     "static inline u32 rot(u32 x) { return (x << WINDOW) | (x >> (32 - WINDOW)); }\n",
+        "impl.c": 'typedef unsigned u32;\n#define WINDOW 16\n#include "helpers.h"\n'
+                  "u32 use(u32 x) { return rot(x) + 1; }\n",
+    })
+    stats, units = mine(repo, tmp_path / "out")
+    u = by_name(units)
+    assert set(u) == {"rot", "use"}
+    assert u["rot"]["path"] == "helpers.h" and u["rot"]["meta"]["compiled_via"] == "impl.c"
+    assert "i32.rotl" in u["rot"]["artifact"] or "i32.shl" in u["rot"]["artifact"]
+    assert stats["failure_reasons"] == {}

@@ -252,3 +252,21 @@ def _contains_function(node: Node) -> bool:
             return True
         q.extend(n.children)
     return False
+
+
+def includes(source: str | bytes) -> list[str]:
+    """The paths named by the file's `#include "..."` and `#include <...>` directives, in order."""
+    data = source.encode("utf-8", "surrogateescape") if isinstance(source, str) else source
+    tree = _parser().parse(data)
+    out: list[str] = []
+    stack = [tree.root_node]
+    while stack:
+        node = stack.pop()
+        for child in node.children:
+            if child.type == "preproc_include":
+                p = child.child_by_field_name("path")
+                if p is not None:
+                    out.append(p.text.decode("utf-8", "replace").strip('"<>'))
+            elif child.type not in ("function_definition", "declaration", "comment"):
+                stack.append(child)
+    return out

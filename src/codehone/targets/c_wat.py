@@ -34,6 +34,7 @@ from ..toolchains import wabt, zig
 TARGET = "c-wat"
 KEEP_SYMBOL = "__codehone_keep"
 MAX_ALT_BUILDS = 3
+MAX_INCLUDER_TRIES = 2
 WRAPPER_NAME = "__codehone_tu.c"
 
 BASE_CFLAGS = [
@@ -144,6 +145,33 @@ class HeaderIndex:
                     rel = os.path.relpath(os.path.join(dirpath, f), root)
                     self.by_name.setdefault(f, []).append(rel)
 
+    def includers(self, header: Path) -> list[Path]:
+        """The .c files of the repository that #include `header`, nearest first.
+
+        Headers that only compile inside their includer (templates, headers that expect a macro
+        or a type from the .c file) are mined in that context.
+        """
+        if not hasattr(self, "_includers"):
+            graph: dict[str, list[str]] = {}
+            for name, rels in self.by_name.items():
+                if not name.endswith(".c"):
+                    continue
+                for rel in rels:
+                    try:
+                        text = (self.root / rel).read_bytes()
+                    except OSError:
+                        continue
+                    if len(text) > 2_000_000:
+                        continue
+                    for inc in c_functions.includes(text):
+                        graph.setdefault(inc.split("/")[-1], []).append(rel)
+            self._includers = graph
+        hrel = os.path.relpath(header, self.root)
+        hdir = os.path.dirname(hrel)
+        cands = sorted(set(self._includers.get(header.name, [])),
+                       key=lambda c: (os.path.dirname(c) != hdir, len(c), c))
+        return [self.root / c for c in cands]
+
     def locate(self, include: str, near: Path) -> Path | None:
         """The base folder X such that X/include exists, preferring the one nearest to `near`."""
         base = include.split("/")[-1]
@@ -225,7 +253,8 @@ def compile_tu(
     cache = str(zig.cache_dir())
     for _round in range(opts.max_include_rounds + 4):
         if not keep:
-            break
+            return CompileOutcome(False, None, last_err, "all_dropped", "no function is visible to the compiler",
+                                  dropped, attempts, [])
         attempts += 1
         src, line_of = _wrapper(path, keep)
         flags = [
@@ -320,8 +349,11 @@ def warm_toolchain(opts: MineOptions, timeout_s: float = 900.0) -> str | None:
     return "timed out" if res.timed_out else lines[0].strip()
 
 
-def _active_definitions(path: Path, flags: list[str], source: Source) -> set[int] | None:
-    """Lines of `path` that survive preprocessing (to tell apart same-named #if/#else definitions)."""
+def _active_definitions(path: Path, flags: list[str], source: Source, of: Path | None = None) -> set[int] | None:
+    """Lines of `of` (default: `path`) that survive preprocessing `path`.
+
+    Used to tell apart same-named definitions in #if/#else branches.
+    """
     res = sandbox.run(
         [zig.zig_exe(), "cc", *[f for f in flags if not f.startswith("-Wl")], "-E", str(path)],
         env=zig.env(),
@@ -330,7 +362,7 @@ def _active_definitions(path: Path, flags: list[str], source: Source) -> set[int
     )
     if not res.ok:
         return None
-    target = str(path)
+    target = str(of or path)
     lines: set[int] = set()
     cur_file, cur_line = None, 0
     marker = re.compile(r'^# (\d+) "((?:[^"\\]|\\.)*)"')
@@ -394,12 +426,30 @@ def mine_file(
     if path.suffix in (".h", ".hh", ".hpp"):
         defines = c_functions.implementation_macros(text)
     learned = learned if learned is not None else []
-    ctx = _Ctx(path, rel, source, opts, index, learned, result)
+    _mine_passes(_Ctx(path, rel, source, opts, index, learned, result), funcs, defines)
+    if result.file_reason and path.suffix in (".h", ".hh", ".hpp") and index is not None:
+        # A header that does not compile alone: mine it inside a .c file that includes it.
+        for includer in index.includers(path)[:MAX_INCLUDER_TRIES]:
+            alt = FileResult(path=rel, functions=len(funcs), non_utf8=result.non_utf8)
+            _mine_passes(_Ctx(path, rel, source, opts, index, learned, alt, tu=includer), funcs, defines)
+            alt.compile_attempts += result.compile_attempts
+            if alt.file_reason is None:
+                result = alt
+                break
+            result.compile_attempts = alt.compile_attempts
+    result.seconds = time.monotonic() - t0
+    return result
 
+
+def _mine_passes(ctx: _Ctx, funcs: list[c_functions.CFunction], defines: list[str]) -> None:
+    """The normal build, then alternative configurations for functions in inactive branches.
+
+    One extra build per distinct set of enabling macros (at most MAX_ALT_BUILDS), each defining
+    only that set, since defining them all at once usually combines branches that were never
+    meant to be built together.
+    """
+    result, rel = ctx.result, ctx.rel
     pending = _build_pass(ctx, funcs, defines)
-    # Alternative configurations: one extra build per distinct set of enabling macros (at most
-    # MAX_ALT_BUILDS), each defining only that set, since defining them all at once usually
-    # combines branches that were never meant to be built together.
     tried: set[tuple[str, ...]] = set()
     while pending and result.file_reason is None and len(tried) < MAX_ALT_BUILDS:
         groups = Counter(
@@ -417,8 +467,6 @@ def mine_file(
         pending = [f for f in pending if f not in members or f in left]
     for f in pending:
         _fail(result, "inactive_preprocessor_branch", f"{rel}:{f.line} {f.name}")
-    result.seconds = time.monotonic() - t0
-    return result
 
 
 @dataclass
@@ -430,15 +478,24 @@ class _Ctx:
     index: HeaderIndex | None
     learned: list[str]
     result: FileResult
+    tu: Path | None = None  # compile this file (an includer) instead of `path`
 
 
 def _build_pass(ctx: _Ctx, funcs: list[c_functions.CFunction], defines: list[str],
                 second: bool = False) -> list[c_functions.CFunction]:
     """Compile once with `defines`, turn what was built into units; return functions not built."""
     result, rel = ctx.result, ctx.rel
-    outcome = compile_tu(ctx.path, [f.name for f in funcs], ctx.source, ctx.opts, ctx.index, ctx.learned,
+    outcome = compile_tu(ctx.tu or ctx.path, [f.name for f in funcs], ctx.source, ctx.opts, ctx.index, ctx.learned,
                          extra_defines=defines)
     result.compile_attempts += outcome.attempts
+    if outcome.reason == "all_dropped":  # every function is in an inactive branch or is a macro
+        not_built = []
+        for f in funcs:
+            if outcome.dropped.get(f.name) == "not_addressable":
+                _fail(result, "not_addressable", f"{rel}:{f.line} {f.name} (a macro or not a function)")
+            else:
+                not_built.append(f)
+        return not_built
     if not outcome.ok:
         if second:  # the alternative configuration is a bonus; its failure loses nothing more
             return funcs
@@ -471,7 +528,7 @@ def _build_pass(ctx: _Ctx, funcs: list[c_functions.CFunction], defines: list[str
     counts = Counter(f.name for f in funcs)
     active: set[int] | None = None
     if any(c > 1 for c in counts.values()):
-        active = _active_definitions(ctx.path, outcome.flags, ctx.source)
+        active = _active_definitions(ctx.tu or ctx.path, outcome.flags, ctx.source, ctx.path)
     toolchain = {"zig": zig.version(), "clang": zig.clang_version(), "wabt": wabt.version()}
     not_built: list[c_functions.CFunction] = []
     used = False
@@ -527,6 +584,7 @@ def _build_pass(ctx: _Ctx, funcs: list[c_functions.CFunction], defines: list[str
                 "static": f.is_static,
                 "in_preproc": f.in_preproc,
                 "header": ctx.path.suffix != ".c",
+                "compiled_via": str(ctx.tu.relative_to(ctx.source.root)) if ctx.tu else None,
                 "norm_hash": content_hash(normalized_source(f.source)),
                 "source_bytes": len(f.source.encode()),
                 "wat_lines": artifact.count("\n") + 1,
