@@ -172,13 +172,10 @@ def _print_mine_summary(stats: dict, out: Path, explain: bool) -> None:
         top = ", ".join(f"{k}={v}" for k, v in list(reasons.items())[:5])
         console.print(f"functions lost, by reason: {top}" + ("" if explain else "  (--explain for examples)"))
     if explain and reasons:
-        et = Table(title="why functions were lost (top reasons)")
-        et.add_column("reason")
-        et.add_column("functions", justify="right")
-        et.add_column("example")
+        console.print("[bold]why functions were lost[/] (top reasons, functions lost, one example each):")
         for r, n in list(reasons.items())[:10]:
-            et.add_row(r, str(n), stats["failure_examples"].get(r, ""))
-        console.print(et)
+            example = stats["failure_examples"].get(r, "")
+            console.print(f"  {r} ({n}): {example}", soft_wrap=True, highlight=False, markup=False)
     print(json.dumps({k: stats[k] for k in ("functions_found", "units_written", "yield", "seconds")}))
 
 
