@@ -355,6 +355,66 @@ def _print_check_summary(target: str, s: dict, single: list) -> None:
             console.print(f"  {d.level} [{d.code or '-'}] {where}{d.message}", highlight=False, soft_wrap=True)
 
 
+@app.command()
+def train(
+    recipe: Path = typer.Argument(..., help="YAML recipe; its `train:` section is used.", show_default=False),
+    sets: list[str] = typer.Option(None, "--set", help="Override a setting, e.g. --set max_steps=50 "
+                                   "--set data=out/dataset --set out=out/run (relative to train:; repeatable)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue exactly from the run folder's last checkpoint."),
+    merge: bool = typer.Option(None, "--merge/--no-merge", help="lora: also write a merged model/ folder."),
+) -> None:
+    """Train from scratch (own BPE tokenizer + Llama-style model), or LoRA/full fine-tune a local HF model.
+
+    Loss on completion tokens only; packing with per-example position ids and a block-diagonal mask;
+    too-long examples dropped with a count; eval loss and sample generations every eval_every steps;
+    exact --resume; metrics.jsonl, TensorBoard (tb/) and loss.png; a Hugging Face folder at the end.
+    """
+    from rich.markup import escape
+
+    from .config import ConfigError, load_train_config
+    from .train.run import TrainError, run_train
+
+    def say(m: str) -> None:
+        console.print(f"[dim]{escape(m)}[/]", soft_wrap=True, highlight=False)
+
+    try:
+        cfg = load_train_config(recipe, sets or [])
+    except ConfigError as e:
+        fail(escape(str(e)))
+    progress = Progress(
+        TextColumn("[bold]train[/]"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]} · eval {task.fields[ev]} · {task.fields[tps]} tok/s"),
+        TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=False,
+    )
+    state: dict = {}
+
+    def factory(total: int, start: int):
+        state["task"] = progress.add_task("train", total=total, completed=start, loss="-", ev="-", tps="-")
+        progress.start()
+
+        def update(step: int, loss: float, tps: float, ev: float | None) -> None:
+            progress.update(state["task"], completed=step, loss=f"{loss:.3f}", tps=f"{tps:,.0f}",
+                            ev="-" if ev is None else f"{ev:.3f}")
+        return update
+
+    try:
+        summary = run_train(cfg, resume=resume, log=lambda m: progress.console.print(
+            f"[dim]{escape(m)}[/]", soft_wrap=True, highlight=False) if progress.live.is_started else say(m),
+            progress_factory=factory, merge=merge)
+    except TrainError as e:
+        progress.stop()
+        fail(escape(str(e)))
+    except KeyboardInterrupt:
+        progress.stop()
+        console.print("[yellow]interrupted[/]: rerun with --resume to continue from the last checkpoint.")
+        raise typer.Exit(130) from None
+    except OSError as e:
+        progress.stop()
+        fail(escape(f"{e.filename or ''}: {e.strerror or e}"))
+    progress.stop()
+    print(json.dumps(summary))
+
+
 def run() -> None:  # pragma: no cover
     app(prog_name="codehone")
 

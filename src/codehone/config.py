@@ -260,3 +260,103 @@ def load_build_config(recipe: str | Path | None = None, sets: list[str] | None =
         return BuildConfig.model_validate(section)
     except ValidationError as e:
         raise ConfigError(one_line(e, "build")) from None
+
+
+# ---------------------------------------------------------------- train
+
+
+class TokenizerConfig(_Strict):
+    """Scratch mode only: a byte-level BPE trained on the training split (so no byte is ever unknown)."""
+
+    vocab_size: int | None = Field(None, ge=300, description="None = the model size's default")
+    min_frequency: int = Field(2, ge=1)
+
+
+class ModelConfig(_Strict):
+    """Scratch mode: a Llama-style model of a named size; any field given here overrides the size's value."""
+
+    size: Literal["tiny", "small", "base"] = "tiny"
+    hidden_size: int | None = Field(None, ge=8)
+    num_layers: int | None = Field(None, ge=1)
+    num_heads: int | None = Field(None, ge=1)
+    intermediate_size: int | None = Field(None, ge=8)
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+
+    @model_validator(mode="after")
+    def _heads(self) -> ModelConfig:
+        if self.hidden_size and self.num_heads and self.hidden_size % self.num_heads:
+            raise ValueError(f"hidden_size {self.hidden_size} is not divisible by num_heads {self.num_heads}")
+        return self
+
+
+class LoraConfig(_Strict):
+    r: int = Field(16, ge=1)
+    alpha: int = Field(32, ge=1)
+    dropout: float = Field(0.05, ge=0.0, lt=1.0)
+    target_modules: list[str] | str = Field(
+        "all-linear", description="module names, or 'all-linear' (peft picks every linear layer but the head)"
+    )
+
+
+class TrainConfig(_Strict):
+    """The `train:` section of a recipe. Paths are relative to the working directory."""
+
+    mode: Literal["scratch", "lora", "qlora", "full"] = "scratch"
+    data: str = Field(..., description="a `codehone build` output folder (train.jsonl, val.jsonl, chat format)")
+    out: str = Field(..., description="run folder: checkpoints, logs, plots and the final model")
+    base_model: str | None = Field(None, description="lora/qlora/full: a local Hugging Face causal-LM folder")
+    load_from: str | None = Field(
+        None, description="phases: a previous run folder (or its model/adapter folder) to start from"
+    )
+    tokenizer: TokenizerConfig = TokenizerConfig()
+    model: ModelConfig = ModelConfig()
+    lora: LoraConfig = LoraConfig()
+    seq_len: int = Field(1024, ge=8, description="tokens per packed row; longer examples are dropped and counted")
+    packing: bool = True
+    batch_size: int = Field(8, ge=1, description="rows per micro-batch")
+    grad_accum: int = Field(1, ge=1)
+    max_steps: int = Field(200, ge=1, description="optimizer steps")
+    lr: float = Field(3e-3, gt=0.0)
+    min_lr_ratio: float = Field(0.1, ge=0.0, le=1.0, description="cosine decays to lr * this")
+    warmup_steps: int = Field(20, ge=0)
+    weight_decay: float = Field(0.1, ge=0.0)
+    grad_clip: float | None = Field(1.0, gt=0.0)
+    precision: Literal["auto", "bf16", "fp32"] = Field(
+        "auto", description="auto = bf16 autocast where the CPU has bf16 instructions or on a GPU"
+    )
+    compile: bool = Field(False, description="torch.compile the model (slow start, faster steps)")
+    gradient_checkpointing: bool = False
+    eval_every: int = Field(50, ge=1)
+    eval_max_batches: int | None = Field(None, ge=1, description="None = the whole val split")
+    early_stopping_patience: int | None = Field(None, ge=1, description="evals without a better val loss")
+    samples: int = Field(2, ge=0, description="sample generations printed and logged at each eval")
+    sample_max_new_tokens: int = Field(96, ge=1)
+    save_every: int = Field(100, ge=1)
+    keep_checkpoints: int = Field(2, ge=1)
+    log_every: int = Field(10, ge=1)
+    max_examples: int | None = Field(None, ge=1, description="use only the first N training examples")
+    merge: bool = Field(False, description="lora: also write a merged full model")
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _mode(self) -> TrainConfig:
+        if self.mode != "scratch" and not self.base_model and not self.load_from:
+            raise ValueError(f"mode {self.mode} needs base_model (a local Hugging Face model folder)")
+        return self
+
+
+def load_train_config(recipe: str | Path, sets: list[str] | None = None) -> TrainConfig:
+    """The validated `train:` section of a recipe, after overrides. Raises ConfigError (one line)."""
+    p = Path(recipe)
+    if not p.is_file():
+        raise ConfigError(f"{p}: no such recipe file")
+    data = apply_overrides(read_recipe(p), list(sets or []), section="train")
+    section = data.get("train")
+    if section is None:
+        raise ConfigError(f"{p}: the recipe has no `train:` section")
+    if not isinstance(section, dict):
+        raise ConfigError("train: must be a mapping of settings")
+    try:
+        return TrainConfig.model_validate(section)
+    except ValidationError as e:
+        raise ConfigError(one_line(e, "train")) from None

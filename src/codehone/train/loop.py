@@ -1,0 +1,126 @@
+"""The training step, eval loss and sample generation: a plain torch loop.
+
+Why a plain loop: on a laptop CPU it is about 1.7x faster than TRL's
+SFTTrainer, and every line that touches the loss is here to read.
+
+Why the loss is summed then divided by the step's token count: a mean per
+micro-batch weights a short batch's tokens more than a long batch's, so
+gradient accumulation would not equal the big batch it stands for. Summing the
+per-token losses of all micro-batches of a step and dividing by the total
+number of completion tokens makes batch 4 == batch 1 x accumulation 4.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+
+import torch
+import torch.nn.functional as F
+
+from .data import IGNORE
+
+
+def use_bf16(precision: str, device: torch.device) -> bool:
+    """bf16 autocast where it is fast: any GPU with bf16, or a CPU with AVX512-BF16/AMX."""
+    if precision == "fp32":
+        return False
+    if precision == "bf16":
+        return True
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = f.read()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def autocast(device: torch.device, bf16: bool):
+    return torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+
+
+def token_losses(model, batch: dict[str, torch.Tensor], bf16: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-position cross-entropy (0 where there is no target) and the target mask, in fp32."""
+    dev = next(model.parameters()).device
+    mask = batch.get("attention_mask")
+    with autocast(dev, bf16):
+        out = model(input_ids=batch["input_ids"].to(dev), attention_mask=None if mask is None else mask.to(dev),
+                    position_ids=batch["position_ids"].to(dev), use_cache=False)
+    tgt = batch["targets"].to(dev)
+    logits = out.logits.float()
+    ce = F.cross_entropy(logits.view(-1, logits.size(-1)), tgt.view(-1), ignore_index=IGNORE, reduction="none")
+    return ce.view(tgt.shape), tgt != IGNORE
+
+
+def train_step(model, optimizer, scheduler, micro_batches: list[dict], bf16: bool,
+               grad_clip: float | None) -> dict[str, float]:
+    """One optimizer step over `micro_batches`; returns the token-weighted loss and counts."""
+    n_tgt = sum(int((b["targets"] != IGNORE).sum()) for b in micro_batches)
+    n_tgt = max(n_tgt, 1)
+    total = 0.0
+    for b in micro_batches:
+        ce, _ = token_losses(model, b, bf16)
+        loss = ce.sum() / n_tgt
+        loss.backward()
+        total += float(loss.detach())
+    gnorm = None
+    if grad_clip:
+        gnorm = float(torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], grad_clip))
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    return {"loss": total, "target_tokens": n_tgt, "grad_norm": gnorm if gnorm is not None else float("nan")}
+
+
+@torch.no_grad()
+def eval_loss(model, batches, bf16: bool) -> float:
+    """Mean cross-entropy per completion token over all `batches`."""
+    was = model.training
+    model.eval()
+    s, n = 0.0, 0
+    for b in batches:
+        ce, m = token_losses(model, b, bf16)
+        s += float(ce.sum())
+        n += int(m.sum())
+    model.train(was)
+    return s / max(n, 1)
+
+
+def make_optimizer(model, lr: float, weight_decay: float) -> torch.optim.Optimizer:
+    """AdamW; no decay on norms and biases (1-D parameters)."""
+    ps = [p for p in model.parameters() if p.requires_grad]
+    groups = [{"params": [p for p in ps if p.dim() >= 2], "weight_decay": weight_decay},
+              {"params": [p for p in ps if p.dim() < 2], "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.95), eps=1e-8)
+
+
+def make_scheduler(optimizer, warmup: int, total: int, min_ratio: float):
+    """Linear warmup, then cosine decay to lr * min_ratio at `total` steps."""
+    def f(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / max(warmup, 1)
+        t = min(1.0, (step - warmup) / max(total - warmup, 1))
+        return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * t))
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, f)
+
+
+@torch.no_grad()
+def generate(model, tok, messages: list[dict], max_new_tokens: int, bf16: bool = False) -> tuple[str, bool]:
+    """Greedy completion of a chat prompt through the saved template; (text, stopped at EOS)."""
+    prompt = tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    ids = tok(prompt, add_special_tokens=False, return_tensors="pt")["input_ids"]
+    dev = next(model.parameters()).device
+    was = model.training
+    model.eval()
+    with autocast(dev, bf16):
+        out = model.generate(input_ids=ids.to(dev), attention_mask=torch.ones_like(ids).to(dev),
+                             max_new_tokens=max_new_tokens, do_sample=False, use_cache=True,
+                             eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    model.train(was)
+    new = out[0, ids.shape[1]:].tolist()
+    stopped = tok.eos_token_id in new
+    if stopped:
+        new = new[: new.index(tok.eos_token_id)]
+    return tok.decode(new, skip_special_tokens=True), stopped

@@ -1,0 +1,257 @@
+"""`codehone train`: a recipe's `train:` section → a run folder with checkpoints, logs and a HF model.
+
+Run folder layout (OUT):
+  tokenizer/          scratch: the BPE + chat template, written first so a resume reuses it
+  checkpoints/step-N  model (trainable weights), optimizer, scheduler, RNG, data position
+  metrics.jsonl       one row per logged step / eval; tb/ TensorBoard events; loss.png
+  samples.jsonl       prompt, output, whether it stopped at EOS, at each eval
+  model/              the final HF folder (scratch, full, lora+merge); adapter/ for lora
+  summary.json        sizes, counts, tokens/s, final losses
+
+Why phases are `load_from` rather than a separate verb: phase 2 (sharpening on
+strictly filtered data at a lower learning rate) is the same training with a
+different starting point, dataset and lr, so it is just another recipe.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from ..config import TrainConfig
+from . import checkpoint, data, loop
+from .logs import MetricsLog, plot_losses
+from .model import ModelError, add_lora, build_scratch, default_vocab, load_pretrained, param_count
+from .tokenizer import ensure_chat_ready, train_tokenizer, training_texts
+
+
+class TrainError(ValueError):
+    """A run that cannot start, as one line."""
+
+
+def _device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _phase_source(load_from: str) -> tuple[Path | None, Path | None]:
+    """(full model folder, adapter folder) of a previous run folder or of a model/adapter folder itself."""
+    p = Path(load_from)
+    if (p / "adapter_config.json").is_file():
+        return None, p
+    if (p / "config.json").is_file():
+        return p, None
+    if (p / "adapter" / "adapter_config.json").is_file() and not (p / "model" / "config.json").is_file():
+        return None, p / "adapter"
+    if (p / "model" / "config.json").is_file():
+        return p / "model", None
+    raise TrainError(f"train.load_from: {p} holds no model/ or adapter/ folder from a previous run")
+
+
+def setup(cfg: TrainConfig, out: Path, log: Callable[[str], None]):
+    """Tokenizer and model for the mode; returns (tok, model)."""
+    from transformers import AutoTokenizer
+
+    if cfg.mode == "qlora":
+        dev = _device()
+        if dev.type != "cuda":
+            raise TrainError("train.mode=qlora needs a CUDA GPU (4-bit bitsandbytes); on a CPU use mode=lora")
+        raise TrainError("train.mode=qlora is not implemented yet in this build; use mode=lora")
+    full_src, adapter_src = _phase_source(cfg.load_from) if cfg.load_from else (None, None)
+    if cfg.mode == "scratch" and full_src is None:
+        tdir = out / "tokenizer"
+        if (tdir / "tokenizer.json").is_file():
+            tok = AutoTokenizer.from_pretrained(tdir)
+        else:
+            train = data.load_chat(data.split_file(cfg.data, "train"), cfg.max_examples)
+            t0 = time.monotonic()
+            tok = train_tokenizer(training_texts(train), default_vocab(cfg), cfg.tokenizer.min_frequency)
+            tok.save_pretrained(tdir)
+            log(f"tokenizer: byte-level BPE, {len(tok)} tokens, trained on {len(train)} train examples "
+                f"in {time.monotonic() - t0:.1f}s")
+        return tok, build_scratch(cfg, tok)
+    if cfg.mode == "scratch" or cfg.mode == "full":
+        src = full_src or Path(cfg.base_model or "")
+        if adapter_src is not None:
+            raise TrainError(f"train.load_from: {adapter_src} is a LoRA adapter; mode {cfg.mode} needs a full "
+                             "model (train the previous phase with merge: true)")
+        tok = AutoTokenizer.from_pretrained(src)
+        ensure_chat_ready(tok)
+        return tok, load_pretrained(src)
+    # lora
+    if full_src is not None:
+        tok = AutoTokenizer.from_pretrained(full_src)
+        ensure_chat_ready(tok)
+        return tok, add_lora(load_pretrained(full_src), cfg)
+    if not cfg.base_model:
+        raise TrainError("train.base_model: lora needs the base model folder")
+    tok_src = adapter_src if adapter_src and (adapter_src / "tokenizer_config.json").is_file() else cfg.base_model
+    tok = AutoTokenizer.from_pretrained(tok_src)
+    ensure_chat_ready(tok)
+    base = load_pretrained(cfg.base_model)
+    if adapter_src is not None:
+        from peft import PeftModel
+
+        return tok, PeftModel.from_pretrained(base, adapter_src, is_trainable=True)
+    return tok, add_lora(base, cfg)
+
+
+def save_final(model, tok, cfg: TrainConfig, out: Path, merge: bool) -> list[Path]:
+    """The HF folders: model/ (loadable by AutoModelForCausalLM) and, for LoRA, adapter/."""
+    from transformers import GenerationConfig
+
+    written = []
+    gen = GenerationConfig(bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                           pad_token_id=tok.pad_token_id, do_sample=False, max_new_tokens=512)
+    is_peft = hasattr(model, "peft_config")
+    if is_peft:
+        model.save_pretrained(out / "adapter")
+        tok.save_pretrained(out / "adapter")
+        written.append(out / "adapter")
+        if not merge:
+            return written
+        model = model.merge_and_unload()
+    model = getattr(model, "_orig_mod", model)  # torch.compile wrapper
+    model.config.use_cache = True
+    model.generation_config = gen
+    model.save_pretrained(out / "model")
+    tok.save_pretrained(out / "model")
+    written.append(out / "model")
+    return written
+
+
+def run_train(cfg: TrainConfig, resume: bool = False, log: Callable[[str], None] = print,
+              progress_factory: Callable | None = None, merge: bool | None = None) -> dict:
+    """Train per `cfg`; returns the summary dict (also written to OUT/summary.json)."""
+    out = Path(cfg.out)
+    val_path = None
+    try:
+        train_path = data.split_file(cfg.data, "train")
+        try:
+            val_path = data.split_file(cfg.data, "val")
+        except data.DataError:
+            log("no val split: eval loss and early stopping are off")
+        if not resume and (out / "checkpoints").is_dir() and checkpoint.latest(out / "checkpoints"):
+            raise TrainError(f"{out} already holds checkpoints: pass --resume to continue, or choose another out")
+        out.mkdir(parents=True, exist_ok=True)
+        torch.manual_seed(cfg.seed)
+        tok, model = setup(cfg, out, log)
+    except (data.DataError, ModelError) as e:
+        raise TrainError(str(e)) from None
+    dev = _device()
+    model.to(dev)
+    bf16 = loop.use_bf16(cfg.precision, dev)
+    if cfg.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+    model.train()
+    n_params, n_train = param_count(model), param_count(model, trainable_only=True)
+
+    train_ex = data.load_chat(train_path, cfg.max_examples)
+    enc = data.encode(tok, train_ex, cfg.seq_len)
+    if enc.dropped_long:
+        log(f"dropped {enc.dropped_long} of {len(train_ex)} train examples longer than seq_len={cfg.seq_len} "
+            "tokens (never truncated)")
+    batches = data.Batches(enc.items, cfg.seq_len, cfg.batch_size, tok.pad_token_id, cfg.seed, cfg.packing)
+    val_items, val_ex = [], []
+    if val_path:
+        val_ex = data.load_chat(val_path)
+        venc = data.encode(tok, val_ex, cfg.seq_len)
+        val_items = venc.items
+        if venc.dropped_long:
+            log(f"dropped {venc.dropped_long} of {len(val_ex)} val examples longer than seq_len")
+    val_rows = data.pack(val_items, cfg.seq_len, seed=0, packing=cfg.packing) if val_items else []
+    if cfg.eval_max_batches:
+        val_rows = val_rows[: cfg.eval_max_batches * cfg.batch_size]
+
+    def val_batches():
+        for i in range(0, len(val_rows), cfg.batch_size):
+            yield data.collate(val_items, val_rows[i:i + cfg.batch_size], tok.pad_token_id,
+                               cfg.seq_len if cfg.packing else None)
+
+    optimizer = loop.make_optimizer(model, cfg.lr, cfg.weight_decay)
+    scheduler = loop.make_scheduler(optimizer, cfg.warmup_steps, cfg.max_steps, cfg.min_lr_ratio)
+    step, best, bad_evals = 0, float("inf"), 0
+    ck_root = out / "checkpoints"
+    if resume:
+        last = checkpoint.latest(ck_root)
+        if last is None:
+            log(f"--resume: no checkpoint in {ck_root}; starting from step 0")
+        else:
+            st = checkpoint.load(last, model, optimizer, scheduler)
+            step, best, bad_evals = st["step"], st.get("best", best), st.get("bad_evals", 0)
+            batches.load_state(st["data"])
+            log(f"resumed from {last.name} (step {step})")
+    fmodel = torch.compile(model) if cfg.compile else model
+    metrics = MetricsLog(out, resume_step=step if resume else None)
+    samples_f = (out / "samples.jsonl").open("a", encoding="utf-8")
+    info = {"mode": cfg.mode, "params": n_params, "trainable_params": n_train, "bf16": bf16,
+            "train_examples": len(enc.items), "dropped_long": enc.dropped_long,
+            "rows_per_epoch": batches.rows_per_epoch(), "vocab": len(tok)}
+    log(f"{cfg.mode}: {n_params / 1e6:.2f}M params ({n_train / 1e6:.2f}M trainable), bf16={bf16}, "
+        f"{len(enc.items)} train examples in {batches.rows_per_epoch()} rows of {cfg.seq_len}")
+
+    def do_eval(step: int) -> float | None:
+        nonlocal best, bad_evals
+        if not val_rows:
+            return None
+        el = loop.eval_loss(fmodel, val_batches(), bf16)
+        row = {"step": step, "eval_loss": el, "eval_ppl": float(torch.tensor(el).exp())}
+        metrics.log(row)
+        for ex in val_ex[: cfg.samples]:
+            text, stopped = loop.generate(model, tok, ex["messages"][:-1], cfg.sample_max_new_tokens, bf16)
+            s = {"step": step, "id": ex.get("id"), "prompt": ex["messages"][-2]["content"][:400],
+                 "output": text, "stopped_at_eos": stopped, "reference": ex["messages"][-1]["content"][:400],
+                 "verdict": None}
+            samples_f.write(json.dumps(s, ensure_ascii=False) + "\n")
+            samples_f.flush()
+            metrics.text("sample", f"PROMPT:\n{s['prompt']}\n\nOUTPUT:\n{text}", step)
+            log(f"sample @ {step} ({'stopped at EOS' if stopped else 'no EOS'}): {text[:160]!r}")
+        plot_losses(metrics.path, out / "loss.png")
+        if el < best - 1e-4:
+            best, bad_evals = el, 0
+        else:
+            bad_evals += 1
+        return el
+
+    t_start, tok_count, stopped_early = time.monotonic(), 0, False
+    prog = progress_factory(cfg.max_steps, step) if progress_factory else None
+    last_loss, last_eval = float("nan"), None
+    try:
+        while step < cfg.max_steps:
+            micro = [batches.next() for _ in range(cfg.grad_accum)]
+            r = loop.train_step(fmodel, optimizer, scheduler, micro, bf16, cfg.grad_clip)
+            step += 1
+            tok_count += sum(int((b["input_ids"] != tok.pad_token_id).sum()) for b in micro)
+            tps = tok_count / max(time.monotonic() - t_start, 1e-9)
+            last_loss = r["loss"]
+            if step % cfg.log_every == 0 or step == cfg.max_steps:
+                metrics.log({"step": step, "loss": r["loss"], "lr": scheduler.get_last_lr()[0],
+                             "grad_norm": r["grad_norm"], "tokens_per_s": tps, "epoch": batches.epoch})
+            if prog:
+                prog(step, last_loss, tps, last_eval)
+            if step % cfg.eval_every == 0 or step == cfg.max_steps:
+                last_eval = do_eval(step)
+                if (cfg.early_stopping_patience and last_eval is not None
+                        and bad_evals >= cfg.early_stopping_patience):
+                    log(f"early stop at step {step}: no better eval loss in {bad_evals} evals")
+                    stopped_early = True
+            if step % cfg.save_every == 0 or step == cfg.max_steps or stopped_early:
+                checkpoint.save(ck_root, step, model, optimizer, scheduler, batches.state(),
+                                {"best": best, "bad_evals": bad_evals}, cfg.keep_checkpoints)
+            if stopped_early:
+                break
+    finally:
+        metrics.close()
+        samples_f.close()
+    if (out / "metrics.jsonl").is_file():
+        plot_losses(out / "metrics.jsonl", out / "loss.png")
+    written = save_final(model, tok, cfg, out, cfg.merge if merge is None else merge)
+    summary = {**info, "steps": step, "final_loss": last_loss, "final_eval_loss": last_eval,
+               "best_eval_loss": best if best < float("inf") else None, "tokens_per_s": tok_count / max(
+                   time.monotonic() - t_start, 1e-9), "early_stopped": stopped_early,
+               "outputs": [str(p) for p in written]}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
