@@ -186,12 +186,12 @@ def test_scalar_mutants_are_caught_at_execute(mined, name, old, new, nth):
 
 
 def test_explorer_gets_behind_nested_checks(mined):
-    # The last line is reached only when r->tag == 4242 and r->next->tag == 4243: the seeded inputs
-    # never get there (explore_runs=0 passes the mutant), the coverage-guided explorer does.
+    # The last line is reached only when r->tag == 4242 and r->next->tag == 4243: 32 seeded inputs
+    # do not get there (explore_runs=0 passes the mutant), the coverage-guided explorer does.
     units, _ = mined
     bad = mutate(units["chain_value"]["artifact"], "i32.add", "i32.sub", -1)
-    assert judge(mined, "chain_value", bad, explore_runs=0).ok
-    v = judge(mined, "chain_value", bad)
+    assert judge(mined, "chain_value", bad, tests=32, explore_runs=0).ok
+    v = judge(mined, "chain_value", bad, tests=32)
     assert not v.ok and v.counts["explored"] >= 1 and v.diagnostics[0].code == "mismatch", v.diagnostics
 
 

@@ -375,7 +375,7 @@ def judge(
     *,
     unit: dict,
     modules_dir: Path,
-    tests: int = 32,
+    tests: int = 64,
     seed: int = 0,
     fuel: int = DEFAULT_FUEL,
     timeout_s: float = 20.0,
@@ -385,7 +385,8 @@ def judge(
     """Judge one candidate function for `unit` (a mined c-wat unit) against its reference module.
 
     `tests` seeded inputs, plus up to `tests` more found by `explore_runs` coverage-guided runs
-    of the reference (0 turns that off); see c_wat_explore.
+    of the reference (0 turns that off); see c_wat_explore. 64 rather than 32 tests: on 234 real
+    mutants it caught 71.8% instead of 68.4%, for about a third more judging time.
     """
     timings: dict[str, float] = {}
     t0 = time.monotonic()
