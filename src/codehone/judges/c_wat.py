@@ -465,7 +465,8 @@ def _execute(ref: Reference, cand: wasm_run.Prepared, unit: dict, tests: int, se
     kinds = [p.kind for p in params]
     consts = inputs.constants(ref.func.text + "\n" + ref.callees)
     hints = inputs.field_hints(ref.func.text + "\n" + ref.callees)
-    base_inputs = [inputs.make_input(params, seed, i, ref.base, consts, hints) for i in range(tests)]
+    fconsts = inputs.float_constants(ref.func.text)
+    base_inputs = [inputs.make_input(params, seed, i, ref.base, consts, hints, fconsts) for i in range(tests)]
     ekey = (seed, tests, explore_runs, fuel, memory_bytes)
     if explore_runs > 0 and ekey not in ref.extra:
         ex = _explorer(ref)

@@ -211,7 +211,7 @@ def _wrap(v: int | float, wasm: str) -> int | float:
 
 
 def scalar(rng: random.Random, wasm: str, test: int, j: int, earlier: list[tuple[str, int | float]],
-           consts: tuple[int, ...] = ()) -> int | float:
+           consts: tuple[int, ...] = (), fconsts: tuple[float, ...] = ()) -> int | float:
     """The value of scalar parameter number `j` in test number `test`.
 
     Tests 0..E-1 rotate through the E edge values (each parameter sees every edge once);
@@ -227,6 +227,8 @@ def scalar(rng: random.Random, wasm: str, test: int, j: int, earlier: list[tuple
         return _wrap(edges[test - e], wasm)
     if consts and wasm in ("i32", "i64") and rng.random() < 0.25:
         return _wrap(rng.choice(consts) + rng.choice((0, 1, -1)), wasm)
+    if fconsts and wasm in ("f32", "f64") and rng.random() < 0.25:
+        return _wrap(rng.choice(fconsts), wasm)
     same = [v for t, v in earlier if t == wasm]
     if same and rng.random() < 0.25:
         return _wrap(rng.choice(same) + rng.choice((0, 0, 1, -1)), wasm)
@@ -296,6 +298,17 @@ def constants(func_wat: str) -> tuple[int, ...]:
     vals = {int(m.group(1)) for m in re.finditer(r"\bi(?:32|64)\.const (-?\d+)", func_wat)}
     vals |= {int(m.group(1)) for m in re.finditer(r"\boffset=(\d+)", func_wat)}
     return tuple(sorted(vals, key=lambda v: (abs(v), v))[:96])
+
+
+def float_constants(func_wat: str) -> tuple[float, ...]:
+    """The f32/f64 constants of a function's WAT: `x <= -2147483648.0` differs from `<` only there."""
+    floats = set()
+    for m in re.finditer(r"\bf(?:32|64)\.const (\S+)", func_wat):
+        try:
+            floats.add(float.fromhex(m.group(1)) if "0x" in m.group(1) else float(m.group(1)))
+        except ValueError:
+            pass  # nan:0x... and inf are float edges already
+    return tuple(sorted(f for f in floats if f == f)[:16])
 
 
 _LOAD = re.compile(r"^\s*(i32|i64)\.load(8|16|32)?(?:_[su])?(?:\s+offset=(\d+))?(?:\s+align=\d+)?\s*$")
@@ -371,7 +384,7 @@ def _struct_tree(rng: random.Random, arena: bytearray, base: int, off: int,
 
 
 def make_input(params: list[Param], seed: int, test: int, base: int, consts: tuple[int, ...] = (),
-               hints: tuple[tuple[int, int, int], ...] = ()) -> TestInput:
+               hints: tuple[tuple[int, int, int], ...] = (), fconsts: tuple[float, ...] = ()) -> TestInput:
     """Inputs for test number `test`: arguments, and the arena they point into."""
     rng = random.Random(f"{seed}:{test}")
     size = ARENA_PAGES * PAGE
@@ -400,7 +413,7 @@ def make_input(params: list[Param], seed: int, test: int, base: int, consts: tup
         elif p.kind == "funcptr":
             args.append(rng.randint(0, 8))
         else:
-            v = scalar(rng, p.wasm, test, j, earlier, consts)
+            v = scalar(rng, p.wasm, test, j, earlier, consts, fconsts)
             earlier.append((p.wasm, v))
             args.append(v)
     return TestInput(args, bytes(arena), base, test)

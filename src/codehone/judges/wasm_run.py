@@ -14,7 +14,8 @@ Why wasmtime and these settings:
     no argv/env), except the calls whose answer changes from run to run or
     which block: `clock_time_get`, `clock_res_get`, `random_get`, `poll_oneoff`
     and `sched_yield` are replaced by deterministic stubs, or reference and
-    candidate would differ on `time()` alone.
+    candidate would differ on `time()` alone (the clock and yield stubs fail
+    with a seeded errno now and then, so error paths get tested).
   * Imports from other translation units ("env") are stubs that record their
     name and arguments and answer 0, 1, -1, 2 or an address in the input arena,
     picked by a hash of (the test's stub seed, the call count): not always 0,
@@ -127,6 +128,8 @@ def _mem(caller):
 
 def _clock_time_get(caller, clock_id, precision, out):
     _record("wasi.clock_time_get", (clock_id,))
+    if _errno():
+        return _errno()
     m = _mem(caller)
     if m is None or out < 0 or out + 8 > m.data_len(caller):
         return 21  # EFAULT
@@ -134,7 +137,16 @@ def _clock_time_get(caller, clock_id, precision, out):
     return 0
 
 
+def _errno() -> int:
+    """0 (success) mostly; now and then a seeded EINVAL or ENOSYS, so error paths run too."""
+    h = ((_STATE.stub_seed * 1_000_003 + _STATE.calls) * 2_654_435_761) & 0xFFFFFFFF
+    return (0, 0, 0, 28, 0, 52)[(h >> 16) % 6]
+
+
 def _clock_res_get(caller, clock_id, out):
+    _record("wasi.clock_res_get", (clock_id,))
+    if _errno():
+        return _errno()
     m = _mem(caller)
     if m is None or out < 0 or out + 8 > m.data_len(caller):
         return 21
@@ -162,7 +174,8 @@ def _linker(module: wasmtime.Module) -> wasmtime.Linker:
     linker.define_func(WASI, "random_get", wasmtime.FuncType([i32, i32], [i32]), _random_get, True)
     linker.define_func(WASI, "poll_oneoff", wasmtime.FuncType([i32, i32, i32, i32], [i32]),
                        lambda *a: _record("wasi.poll_oneoff", ()) or 52, False)  # ENOSYS: never sleep
-    linker.define_func(WASI, "sched_yield", wasmtime.FuncType([], [i32]), lambda: 0, False)
+    linker.define_func(WASI, "sched_yield", wasmtime.FuncType([], [i32]),
+                       lambda: _record("wasi.sched_yield", ()) or _errno(), False)
     for imp in module.imports:
         if imp.module == WASI:
             continue
