@@ -51,6 +51,24 @@ def _phase_source(load_from: str) -> tuple[Path | None, Path | None]:
     raise TrainError(f"train.load_from: {p} holds no model/ or adapter/ folder from a previous run")
 
 
+def _hf_dir(path: str | Path, key: str) -> Path:
+    p = Path(path)
+    if not (p / "config.json").is_file():
+        raise TrainError(f"train.{key}: {p} is not a Hugging Face model folder (no config.json)")
+    return p
+
+
+def _load_tok(path: Path):
+    from transformers import AutoTokenizer
+
+    try:
+        tok = AutoTokenizer.from_pretrained(path)
+    except (OSError, ValueError) as e:
+        raise TrainError(f"{path}: cannot load its tokenizer ({str(e).splitlines()[0]})") from None
+    ensure_chat_ready(tok)
+    return tok
+
+
 def setup(cfg: TrainConfig, out: Path, log: Callable[[str], None]):
     """Tokenizer and model for the mode; returns (tok, model)."""
     from transformers import AutoTokenizer
@@ -74,24 +92,20 @@ def setup(cfg: TrainConfig, out: Path, log: Callable[[str], None]):
                 f"in {time.monotonic() - t0:.1f}s")
         return tok, build_scratch(cfg, tok)
     if cfg.mode == "scratch" or cfg.mode == "full":
-        src = full_src or Path(cfg.base_model or "")
         if adapter_src is not None:
             raise TrainError(f"train.load_from: {adapter_src} is a LoRA adapter; mode {cfg.mode} needs a full "
                              "model (train the previous phase with merge: true)")
-        tok = AutoTokenizer.from_pretrained(src)
-        ensure_chat_ready(tok)
-        return tok, load_pretrained(src)
+        src = full_src or _hf_dir(cfg.base_model or "", "base_model")
+        return _load_tok(src), load_pretrained(src)
     # lora
     if full_src is not None:
-        tok = AutoTokenizer.from_pretrained(full_src)
-        ensure_chat_ready(tok)
-        return tok, add_lora(load_pretrained(full_src), cfg)
+        return _load_tok(full_src), add_lora(load_pretrained(full_src), cfg)
     if not cfg.base_model:
         raise TrainError("train.base_model: lora needs the base model folder")
-    tok_src = adapter_src if adapter_src and (adapter_src / "tokenizer_config.json").is_file() else cfg.base_model
-    tok = AutoTokenizer.from_pretrained(tok_src)
-    ensure_chat_ready(tok)
-    base = load_pretrained(cfg.base_model)
+    base_dir = _hf_dir(cfg.base_model, "base_model")
+    tok_src = adapter_src if adapter_src and (adapter_src / "tokenizer_config.json").is_file() else base_dir
+    tok = _load_tok(tok_src)
+    base = load_pretrained(base_dir)
     if adapter_src is not None:
         from peft import PeftModel
 
