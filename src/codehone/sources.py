@@ -111,10 +111,8 @@ def read_list_file(path: Path) -> list[str]:
         raise SourceError(f"list file not found: {path}")
     out = []
     for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-        line = line.split("#", 1)[0].strip() if not line.strip().startswith("http") else line.strip()
-        if line.startswith("#"):
-            continue
-        line = re.sub(r"\s+#.*$", "", line).strip()
+        # A comment is a line starting with #, or ` #...` after an entry (URLs may hold a bare #).
+        line = re.sub(r"(^|\s)#.*$", "", line).strip()
         if line:
             out.append(line)
     return out
