@@ -204,6 +204,8 @@ def run_train(cfg: TrainConfig, resume: bool = False, log: Callable[[str], None]
     info = {"mode": cfg.mode, "params": n_params, "trainable_params": n_train, "bf16": bf16,
             "train_examples": len(enc.items), "dropped_long": enc.dropped_long,
             "rows_per_epoch": batches.rows_per_epoch(), "vocab": len(tok)}
+    if cfg.samples and val_ex:
+        log("note: sample generations are logged unjudged (verdict: null); judging them is `codehone eval`'s job")
     log(f"{cfg.mode}: {n_params / 1e6:.2f}M params ({n_train / 1e6:.2f}M trainable), bf16={bf16}, "
         f"{len(enc.items)} train examples in {batches.rows_per_epoch()} rows of {cfg.seq_len}")
 
@@ -248,6 +250,8 @@ def run_train(cfg: TrainConfig, resume: bool = False, log: Callable[[str], None]
                 prog(step, last_loss, tps, last_eval)
             if step % cfg.eval_every == 0 or step == cfg.max_steps:
                 last_eval = do_eval(step)
+                if prog:
+                    prog(step, last_loss, tps, last_eval)
                 if (cfg.early_stopping_patience and last_eval is not None
                         and bad_evals >= cfg.early_stopping_patience):
                     log(f"early stop at step {step}: no better eval loss in {bad_evals} evals")
