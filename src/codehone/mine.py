@@ -121,7 +121,9 @@ _WORKER_STATE: dict = {}
 
 def _work(args: tuple) -> tuple[str, dict]:
     key, src, path, opts = args
-    state = _WORKER_STATE.setdefault(src.name, {})
+    # Per source: the header index and the include folders learned so far. Keyed by root too,
+    # so two sources of the same name never share what was learned about one of them.
+    state = _WORKER_STATE.setdefault((src.name, str(src.root)), {})
     if "index" not in state:
         state["index"] = c_wat.HeaderIndex(src.root)
         state["learned"] = []
@@ -244,6 +246,7 @@ def run_mine(
 
     try:
         if jobs <= 1:
+            _WORKER_STATE.clear()  # in-process: nothing learned in an earlier run may leak into this one
             for t in todo:
                 handle(*_work(t))
         else:
