@@ -175,3 +175,50 @@ def test_cli_prints_one_line_error(tmp_path):
     assert res.exit_code == 2
     assert "train.bogus: unknown setting" in res.output
     assert "Traceback" not in res.output
+
+
+def test_early_stopping_when_eval_loss_stops_improving(tmp_path):
+    ds = write_dataset(tmp_path / "ds", n_train=8, n_val=2)
+    # lr tiny: the eval loss cannot improve by the threshold, so the second eval stops the run
+    s = run_train(tiny_cfg(ds, tmp_path / "o", max_steps=50, lr=1e-9, eval_every=2,
+                           early_stopping_patience=1), log=lambda m: None)
+    assert s["early_stopped"] and s["steps"] == 4
+    assert (tmp_path / "o" / "checkpoints" / "step-0000004").is_dir()
+
+
+def test_cli_trains_end_to_end_with_overrides(tmp_path):
+    from typer.testing import CliRunner
+
+    from codehone.cli import app
+
+    ds = write_dataset(tmp_path / "ds", n_train=8, n_val=2)
+    r = tmp_path / "r.yaml"
+    r.write_text(
+        "train:\n  mode: scratch\n  data: nowhere\n  out: nowhere\n"
+        "  tokenizer: {vocab_size: 320, min_frequency: 1}\n"
+        "  model: {hidden_size: 32, num_layers: 2, num_heads: 2, intermediate_size: 64}\n"
+        "  seq_len: 128\n  batch_size: 2\n  eval_every: 2\n  samples: 1\n  sample_max_new_tokens: 4\n"
+        "  precision: fp32\n"
+    )
+    out = tmp_path / "run"
+    res = CliRunner().invoke(app, ["train", str(r), "--set", f"data={ds}", "--set", f"out={out}",
+                                   "--set", "max_steps=3"])
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.stdout.strip().splitlines()[-1])
+    assert summary["steps"] == 3 and summary["final_eval_loss"] is not None
+    assert (out / "model" / "config.json").is_file()
+    res = CliRunner().invoke(app, ["train", str(r), "--set", "data=/no/such/dir", "--set", f"out={tmp_path}/x"])
+    assert res.exit_code == 2 and "/no/such/dir: no such dataset folder" in res.output
+
+
+@torch.no_grad()
+def test_target_only_head_equals_full_logits(tmp_path, tok):
+    model = _model(tmp_path, tok).eval()
+    items = data.encode(tok, [example(i) for i in range(4)], 128).items
+    b = data.collate(items, data.pack(items, 128, seed=0), tok.pad_token_id, 128)
+    ce, has = loop.token_losses(model, b, bf16=False)
+    logits = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"],
+                   position_ids=b["position_ids"]).logits
+    full = torch.nn.functional.cross_entropy(logits.flatten(0, 1), b["targets"].flatten(), ignore_index=-100,
+                                             reduction="none").view(has.shape)
+    assert torch.allclose(ce, full, atol=1e-5) and float(ce[~has].abs().sum()) == 0.0
