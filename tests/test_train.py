@@ -222,3 +222,16 @@ def test_target_only_head_equals_full_logits(tmp_path, tok):
     full = torch.nn.functional.cross_entropy(logits.flatten(0, 1), b["targets"].flatten(), ignore_index=-100,
                                              reduction="none").view(has.shape)
     assert torch.allclose(ce, full, atol=1e-5) and float(ce[~has].abs().sum()) == 0.0
+
+
+def test_bf16_autocast_step_matches_fp32_roughly(tmp_path, tok):
+    items = data.encode(tok, [example(i) for i in range(4)], 128).items
+    b = data.collate(items, data.pack(items, 128, seed=0), tok.pad_token_id, 128)
+    losses = {}
+    for bf16 in (False, True):
+        torch.manual_seed(0)
+        model = _model(tmp_path, tok)
+        opt = loop.make_optimizer(model, 1e-3, 0.0)
+        losses[bf16] = loop.train_step(model, opt, loop.make_scheduler(opt, 0, 10, 0.1), [b], bf16, 1.0)["loss"]
+    assert loop.use_bf16("bf16", torch.device("cpu")) and not loop.use_bf16("auto", torch.device("cpu"))
+    assert losses[True] == pytest.approx(losses[False], rel=0.02)
