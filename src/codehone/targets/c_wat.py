@@ -496,34 +496,29 @@ def _build_pass(ctx: _Ctx, funcs: list[c_functions.CFunction], defines: list[str
             else:
                 not_built.append(f)
         return not_built
-    if not outcome.ok:
-        if second:  # the alternative configuration is a bonus; its failure loses nothing more
-            return funcs
-        result.file_reason = outcome.reason
-        result.failures[outcome.reason] += len(funcs)
-        detail = (outcome.detail or "").replace(str(ctx.source.root) + "/", "").replace(str(zig.zig_dir()), "<zig>")
-        result.examples.setdefault(outcome.reason, f"{rel}: {detail}")
-        return []
-    invalid = module_error(outcome.wasm)
-    if invalid:
+    def file_failed(reason: str, detail: str) -> list[c_functions.CFunction]:
+        """The whole build failed. In an alternative configuration that loses nothing more (the
+        functions stay pending); otherwise every function of the file is lost to `reason`."""
         if second:
             return funcs
-        result.file_reason = "invalid_module"
-        result.failures["invalid_module"] += len(funcs)
-        result.examples.setdefault("invalid_module", f"{rel}: {invalid}")
+        result.file_reason = reason
+        result.failures[reason] += len(funcs)
+        result.examples.setdefault(reason, f"{rel}: {detail}")
         return []
+
+    if not outcome.ok:
+        detail = (outcome.detail or "").replace(str(ctx.source.root) + "/", "").replace(str(zig.zig_dir()), "<zig>")
+        return file_failed(outcome.reason, detail)
+    invalid = module_error(outcome.wasm)
+    if invalid:
+        return file_failed("invalid_module", invalid)
     with tempfile.NamedTemporaryFile(suffix=".wasm") as tf:
         tf.write(outcome.wasm)
         tf.flush()
         try:
             fns = wat.functions(wabt.wasm2wat(tf.name))
         except (RuntimeError, wat.WatSyntaxError) as e:
-            if second:
-                return funcs
-            result.file_reason = "wat_print_error"
-            result.failures["wat_print_error"] += len(funcs)
-            result.examples.setdefault("wat_print_error", f"{rel}: {e}")
-            return []
+            return file_failed("wat_print_error", str(e))
     sha = hashlib.sha256(outcome.wasm).hexdigest()
     counts = Counter(f.name for f in funcs)
     active: set[int] | None = None
