@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import tree_sitter_c
@@ -207,40 +208,30 @@ def _positive_macros(node: Node) -> list[str]:
     return out
 
 
+def _directive_nodes(source: str | bytes) -> Iterator[Node]:
+    """Every node outside function bodies and declarations, in source order: where the
+    preprocessor directives (#if, #ifdef, #include) of a file live."""
+    data = source.encode("utf-8", "surrogateescape") if isinstance(source, str) else source
+    stack = list(reversed(_parser().parse(data).root_node.children))
+    while stack:
+        node = stack.pop()
+        yield node
+        if node.type not in ("function_definition", "declaration", "comment"):
+            stack.extend(reversed(node.children))
+
+
 def implementation_macros(source: str | bytes) -> list[str]:
     """Macros that guard an implementation inside a header (stb-style `#ifdef FOO_IMPLEMENTATION`).
 
-    Found structurally: the #ifdef/#if defined() conditions whose branch holds
-    function definitions and whose macro name says IMPL.
+    Found structurally: the macros that enable an #ifdef/#if branch holding function
+    definitions, and whose name says IMPL.
     """
-    data = source.encode("utf-8", "surrogateescape") if isinstance(source, str) else source
-    tree = _parser().parse(data)
     names: list[str] = []
-    stack = [tree.root_node]
-    while stack:
-        node = stack.pop()
-        for child in node.children:
-            if child.type in ("preproc_ifdef", "preproc_if"):
-                cond = child.child_by_field_name("name") or child.child_by_field_name("condition")
-                cond_names: list[str] = []
-                if cond is not None:
-                    if cond.type == "identifier":
-                        cond_names.append(cond.text.decode())
-                    else:
-                        q = [cond]
-                        while q:
-                            n = q.pop()
-                            if n.type == "identifier":
-                                cond_names.append(n.text.decode())
-                            q.extend(n.children)
-                is_ifndef = child.type == "preproc_ifdef" and child.children and child.children[0].type == "#ifndef"
-                has_fn = _contains_function(child)
-                for nm in cond_names:
-                    if "IMPL" in nm.upper() and has_fn and not is_ifndef and nm not in names:
-                        names.append(nm)
-                stack.append(child)
-            elif child.type not in ("function_definition", "comment", "declaration"):
-                stack.append(child)
+    for node in _directive_nodes(source):
+        if node.type in ("preproc_ifdef", "preproc_if") and _contains_function(node):
+            for nm in _positive_macros(node):
+                if "IMPL" in nm.upper() and nm not in names:
+                    names.append(nm)
     return names
 
 
@@ -256,17 +247,10 @@ def _contains_function(node: Node) -> bool:
 
 def includes(source: str | bytes) -> list[str]:
     """The paths named by the file's `#include "..."` and `#include <...>` directives, in order."""
-    data = source.encode("utf-8", "surrogateescape") if isinstance(source, str) else source
-    tree = _parser().parse(data)
     out: list[str] = []
-    stack = [tree.root_node]
-    while stack:
-        node = stack.pop()
-        for child in node.children:
-            if child.type == "preproc_include":
-                p = child.child_by_field_name("path")
-                if p is not None:
-                    out.append(p.text.decode("utf-8", "replace").strip('"<>'))
-            elif child.type not in ("function_definition", "declaration", "comment"):
-                stack.append(child)
+    for node in _directive_nodes(source):
+        if node.type == "preproc_include":
+            p = node.child_by_field_name("path")
+            if p is not None:
+                out.append(p.text.decode("utf-8", "replace").strip('"<>'))
     return out

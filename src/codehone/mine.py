@@ -278,7 +278,8 @@ def run_mine(
         units_app.close()
         journal_app.close()
 
-    stats = summarize(done, tasks, walk_stats, units_path, time.monotonic() - t_start, resumed, jobs)
+    # unit_ids holds every id in units.jsonl (loaded on resume, added as written): no re-read needed.
+    stats = summarize(done, tasks, walk_stats, len(unit_ids), time.monotonic() - t_start, resumed, jobs)
     stats["sources"] = [
         {"name": s.name, "root": str(s.root), "url": s.url, "commit": s.commit, "license": s.license}
         for s in sources
@@ -288,7 +289,7 @@ def run_mine(
     return stats
 
 
-def summarize(done: dict, tasks: list, walk_stats: WalkStats, units_path: Path, seconds: float, resumed: int,
+def summarize(done: dict, tasks: list, walk_stats: WalkStats, units_written: int, seconds: float, resumed: int,
               jobs: int) -> dict:
     keys = {t[0] for t in tasks}
     entries = [done[k] for k in keys if k in done]
@@ -301,7 +302,6 @@ def summarize(done: dict, tasks: list, walk_stats: WalkStats, units_path: Path, 
             file_failures[e["file_reason"]] += 1
         for r, ex in e["examples"].items():
             examples.setdefault(r, ex)
-    units_written = sum(1 for _ in read_jsonl(units_path, errors=[])) if units_path.exists() else 0
     functions = sum(e["functions"] for e in entries)
     skipped = dict(walk_stats.skipped)
     mined_seconds = sum(e["seconds"] for e in entries)
