@@ -316,6 +316,9 @@ class TrainConfig(_Strict):
     batch_size: int = Field(8, ge=1, description="rows per micro-batch")
     grad_accum: int = Field(1, ge=1)
     max_steps: int = Field(200, ge=1, description="optimizer steps")
+    max_minutes: float | None = Field(
+        None, gt=0.0, description="wall-clock cap: stop (eval, checkpoint, save) at the first step past it"
+    )
     lr: float = Field(3e-3, gt=0.0)
     min_lr_ratio: float = Field(0.1, ge=0.0, le=1.0, description="cosine decays to lr * this")
     warmup_steps: int = Field(20, ge=0)

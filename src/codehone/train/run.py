@@ -261,6 +261,15 @@ def run_train(cfg: TrainConfig, resume: bool = False, log: Callable[[str], None]
                                 {"best": best, "bad_evals": bad_evals}, cfg.keep_checkpoints)
             if stopped_early:
                 break
+            if cfg.max_minutes and step < cfg.max_steps and time.monotonic() - t_start > cfg.max_minutes * 60:
+                log(f"time budget: stopping at step {step} of {cfg.max_steps} (train.max_minutes={cfg.max_minutes})")
+                if step % cfg.eval_every:
+                    last_eval = do_eval(step)
+                if step % cfg.save_every:
+                    checkpoint.save(ck_root, step, model, optimizer, scheduler, batches.state(),
+                                    {"best": best, "bad_evals": bad_evals}, cfg.keep_checkpoints)
+                stopped_early = True
+                break
     finally:
         metrics.close()
         samples_f.close()
