@@ -181,8 +181,11 @@ def run_mine(
     for src in sources:
         for p in walk(src.root, cfg.walk, walk_stats):
             tasks.append((_file_key(src, p, cfg_hash), src, str(p), cfg.opts))
-    if cfg.limit_files is not None:
-        tasks = tasks[: cfg.limit_files]
+    if cfg.limit_files is not None and len(tasks) > cfg.limit_files:
+        # An even spread over the walk order, not its head: the first files of a tree are often
+        # its arch headers, so a quick look at "the first N" would not look like the corpus.
+        n = cfg.limit_files
+        tasks = [tasks[i * len(tasks) // n] for i in range(n)] if n else []
     todo = [t for t in tasks if t[0] not in done]
     resumed = len(tasks) - len(todo)
     if on_total:
