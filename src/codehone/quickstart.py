@@ -156,6 +156,10 @@ def run_quickstart(out: Path, minutes: float = 15.0, jobs: int = 0, mine_limit: 
     if fresh:
         for st in stages:
             (out / st.done).unlink(missing_ok=True)
+    try:  # a resumed run keeps the timings of the stages it skips
+        before = {s["name"]: s for s in json.loads(state_path.read_text(encoding="utf-8"))["stages"]}
+    except (OSError, ValueError, KeyError, TypeError):
+        before = {}
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     t0 = time.monotonic()
     failed = None
@@ -164,6 +168,7 @@ def run_quickstart(out: Path, minutes: float = 15.0, jobs: int = 0, mine_limit: 
     for st in stages:
         if (out / st.done).is_file():
             st.status = "skipped"
+            st.seconds = (before.get(st.name) or {}).get("seconds")
             log(f"── {st.name}: done earlier ({st.done}), skipped")
             continue
         _run_stage(st, out, env, log)
