@@ -609,6 +609,219 @@ def sweep(
     print(json.dumps({"winner": w, "finished": board["finished"], "planned": board["planned"]}))
 
 
+def _stage_progress(kind: str):
+    """A rich progress bar factory for the loops: `(what, train=False)` → an eval or a train progress callback."""
+    progress = Progress(TextColumn("[bold]{task.description}[/]"), BarColumn(), MofNCompleteColumn(),
+                        TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+                        console=console, transient=True)
+
+    def make(what: str, train: bool = False):
+        if not progress.live.is_started:
+            progress.start()
+        if train:
+            def factory(total: int, start: int):
+                task = progress.add_task(what, total=total, completed=start, info="")
+
+                def update(step: int, loss: float, tps: float, ev: float | None) -> None:
+                    ev_s = "-" if ev is None else f"{ev:.3f}"
+                    progress.update(task, completed=step, info=f"loss {loss:.3f} · eval {ev_s} · {tps:,.0f} tok/s")
+                return update
+            return factory
+        state: dict = {}
+
+        def update(done: int, total: int, *_a) -> None:
+            if "task" not in state:
+                state["task"] = progress.add_task(what, total=total, info=kind)
+            progress.update(state["task"], completed=done, total=total)
+        return update
+    return progress, make
+
+
+def _say(progress):
+    from rich.markup import escape
+
+    def say(m: str) -> None:
+        target = progress.console if progress.live.is_started else console
+        target.print(f"[dim]{escape(m)}[/]", soft_wrap=True, highlight=False)
+    return say
+
+
+@app.command()
+def iterate(
+    recipe: Path = typer.Argument(..., help="YAML recipe: its `iterate:` section, and `train:` for the rounds' "
+                                  "training.", show_default=False),
+    rounds: int = typer.Option(..., "--rounds", "-r", help="Rounds after round 0 (the start model's eval)."),
+    sets: list[str] = typer.Option(None, "--set", help="Override a setting, relative to iterate: (k=8, "
+                                   "eval.limit=20, iterate.train.max_steps=20 for the rounds' training); "
+                                   "train.KEY changes the recipe's train: section (repeatable)."),
+    out: Path = typer.Option(None, "-o", "--out", help="Run folder (default: the recipe's train.out + '-iterate')."),
+) -> None:
+    """Expert iteration: sample k completions per train prompt, keep what the judge passes, fine-tune, evaluate.
+
+    Each round writes OUT/round-NN/ (samples/, data/, train/, eval/, round.json). Round 0 evaluates the
+    start model. Stops after --rounds, on a plateau of the metric, or on a round with no passing samples.
+    Kill it at any time and rerun the same command: finished rounds are kept, a half-done one is redone.
+    Writes OUT/rounds.json, rounds.md and rounds.png.
+    """
+    from rich.markup import escape
+
+    from .config import ConfigError
+    from .iterate import COLUMNS, IterateError, fmt, run_iterate
+    from .iterate_config import load_iterate_config
+
+    try:
+        cfg, base = load_iterate_config(recipe, sets or [])
+    except ConfigError as e:
+        fail(escape(str(e)))
+    out = out or Path(f"{base.out}-iterate")
+    progress, make = _stage_progress("samples")
+    say = _say(progress)
+
+    def on_round(d: dict) -> None:
+        m = d.get("metrics") or {}
+        c = d.get("counts") or {}
+        bits = [f"{k}={fmt(v)}" for k, v in m.items() if k in ("assemble_rate", "pass@1") or k == cfg.metric]
+        if c:
+            bits.insert(0, f"passing {c.get('passing')}/{c.get('samples')}, kept {c.get('kept')}")
+        say(f"round {d['round']} done ({d['status']}): " + ", ".join(bits))
+
+    try:
+        summary = run_iterate(cfg, base, out, rounds, log=say, progress=make, on_round=on_round)
+    except (IterateError, ConfigError, ValueError) as e:
+        progress.stop()
+        fail(escape(str(e)))
+    except KeyboardInterrupt:
+        progress.stop()
+        console.print("[yellow]interrupted[/]: finished rounds are kept; run the same command again to resume.")
+        raise typer.Exit(130) from None
+    progress.stop()
+    t = Table(title=f"codehone iterate → {out} ({summary['metric']})")
+    k = next((r["k"] for r in summary["rounds"] if r.get("k")), "pass@k")
+    for c in COLUMNS:
+        t.add_column(k if c == "pass@k" else c, justify="right" if c not in ("init", "status") else "left")
+    for r in summary["rounds"]:
+        t.add_row(*(fmt(r[c]) for c in COLUMNS))
+    console.print(t)
+    b = summary["best"]
+    console.print(f"best: round {b['round']} ({summary['metric']} {b[summary['metric']]:.4f}) → {b['model']}")
+    if summary["stopped"]:
+        console.print(f"[yellow]stopped:[/] {escape(summary['stopped'])}", soft_wrap=True, highlight=False)
+    print(json.dumps({"rounds": len(summary["rounds"]) - 1, "best": b, "stopped": summary["stopped"]}))
+
+
+@app.command()
+def sweep(
+    recipe: Path = typer.Argument(..., help="YAML recipe; its `train:` section is the starting point.",
+                                  show_default=False),
+    sweep_file: Path = typer.Option(None, "--sweep", "-s", help="SWEEP.yaml: method, params, trials, "
+                                    "budget_minutes, metric, eval (default: the recipe's `sweep:` section)."),
+    sets: list[str] = typer.Option(None, "--set", help="Override a train: setting for every trial (repeatable)."),
+    out: Path = typer.Option(None, "-o", "--out", help="Sweep folder (default: the recipe's train.out + '-sweep')."),
+) -> None:
+    """Grid or random search over train: settings; every trial is trained AND evaluated by execution.
+
+    Trials go to OUT/trial-NN/ (train/, eval/, trial.json). The leaderboard (OUT/leaderboard.md and .json) is
+    sorted by the sweep's metric (default pass@1), ties broken by the lower eval loss, and names the winner.
+    budget_minutes stops starting new trials. Kill it and rerun the same command: finished trials are kept.
+    """
+    from rich.markup import escape
+
+    from .config import ConfigError, load_train_config
+    from .iterate_config import load_sweep_config
+    from .sweep import SweepError, leaderboard_rows, run_sweep
+
+    try:
+        cfg = load_sweep_config(recipe, sweep_file)
+        base = load_train_config(recipe, sets or [])
+    except ConfigError as e:
+        fail(escape(str(e)))
+    out = out or Path(f"{base.out}-sweep")
+    progress, make = _stage_progress("samples")
+    say = _say(progress)
+
+    def on_trial(t: dict) -> None:
+        m = (t.get("metrics") or {}).get(cfg.metric)
+        say(f"trial {t['trial']} done ({t['status']}): {cfg.metric}={m if m is None else round(m, 4)}, "
+            f"eval loss {t.get('eval_loss')}")
+
+    try:
+        board = run_sweep(recipe, cfg, out, sets or [], log=say, progress=make, on_trial=on_trial)
+    except (SweepError, ConfigError, ValueError) as e:
+        progress.stop()
+        fail(escape(str(e)))
+    except KeyboardInterrupt:
+        progress.stop()
+        console.print("[yellow]interrupted[/]: finished trials are kept; run the same command again to resume.")
+        raise typer.Exit(130) from None
+    progress.stop()
+    head, rows = leaderboard_rows(board, list(cfg.params))
+    t = Table(title=f"codehone sweep → {out} (by {board['metric']})")
+    for h in head:
+        t.add_column(h)
+    for r in rows:
+        t.add_row(*(escape(x) for x in r))
+    console.print(t)
+    w = board["winner"]
+    if w:
+        console.print(f"[bold green]winner:[/] trial {w['trial']} "
+                      f"({escape(', '.join(f'{k}={v}' for k, v in w['params'].items()))}) → {w['model']}")
+    if board["budget_stop"]:
+        console.print(f"[yellow]{escape(board['budget_stop'])}[/]")
+    print(json.dumps({"winner": w, "finished": board["finished"], "planned": board["planned"]}))
+
+
+@app.command()
+def serve(
+    model: Path = typer.Argument(..., help="An HF folder, a PEFT adapter, a `codehone train` output folder, "
+                                 "or an ONNX/GGUF export (with --backend).", show_default=False),
+    backend: str = typer.Option("hf", "--backend", "-b", help="hf, onnx or gguf (the last two: `codehone export`)."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to bind; loopback unless you mean otherwise."),
+    port: int = typer.Option(8000, "--port", "-p", help="TCP port."),
+    api_key: str = typer.Option(None, "--api-key", envvar="CODEHONE_API_KEY",
+                                help="Require `Authorization: Bearer KEY` on /v1/* (env CODEHONE_API_KEY)."),
+    name: str = typer.Option(None, "--name", help="Model id reported by /v1/models (default: the folder name)."),
+    max_tokens: int = typer.Option(1024, "--max-tokens", help="Cap on a request's max_tokens (400 above it)."),
+    max_request_kb: int = typer.Option(1024, "--max-request-kb", help="Largest request body in KiB (413 above it)."),
+    timeout: float = typer.Option(120.0, "--timeout", help="Seconds a request may take, queueing included (408)."),
+    max_queue: int = typer.Option(16, "--max-queue", help="Requests waiting at most (429 when full)."),
+    max_batch: int = typer.Option(8, "--max-batch", help="Requests generated together in one batch (hf)."),
+    threads: int = typer.Option(1, "--threads", help="torch CPU threads (0 = torch's default). A small model "
+                                "gains nothing from more, and loses a lot on a shared CPU."),
+) -> None:
+    """An OpenAI-compatible API: /v1/chat/completions and /v1/completions (stream=true for SSE), /v1/models, /health.
+
+    Chat prompts are rendered with the model's saved chat template. Concurrent requests queue for one
+    generation worker; requests waiting together are generated as one batch (hf backend).
+    """
+    from .serve import ServeError
+    from .serve.api import Limits, create_app
+    from .serve.backends import load_backend
+
+    if threads < 0 or max_tokens < 1 or max_request_kb < 1 or timeout <= 0 or max_queue < 1 or max_batch < 1:
+        fail("--threads must be >= 0; --max-tokens, --max-request-kb, --max-queue, --max-batch >= 1; --timeout > 0")
+    _set_threads(threads)
+    try:
+        be = load_backend(model, backend)
+    except ServeError as e:
+        fail(str(e))
+    import uvicorn
+
+    limits = Limits(max_request_bytes=max_request_kb * 1024, max_tokens=max_tokens, timeout_s=timeout,
+                    max_queue=max_queue, max_batch=max_batch)
+    mid = name or (model.name if model.name not in ("model", "adapter") else model.parent.name) or "codehone"
+    if host not in ("127.0.0.1", "localhost", "::1") and not api_key:
+        console.print(f"[yellow]warning:[/] listening on {host} without an API key", highlight=False)
+    console.print(f"serving [bold]{mid}[/] ({backend}) on http://{host}:{port}/v1", highlight=False)
+    uvicorn.run(create_app(be, mid, limits, api_key), host=host, port=port, log_level="warning")
+
+
+def _set_threads(n: int) -> None:
+    if n:
+        import torch
+
+        torch.set_num_threads(n)
+
+
 def run() -> None:  # pragma: no cover
     app(prog_name="codehone")
 
