@@ -822,6 +822,51 @@ def _set_threads(n: int) -> None:
         torch.set_num_threads(n)
 
 
+@app.command()
+def export(
+    model: Path = typer.Argument(..., help="An HF model folder, a LoRA adapter folder, or a `codehone train` "
+                                 "run folder (its model/ or adapter/ is used).", show_default=False),
+    to: str = typer.Option(..., "--to", help="merged | int8 | onnx | gguf", show_default=False),
+    out: Path = typer.Option(..., "-o", "--out", help="Output folder (written whole at the end).",
+                             show_default=False),
+    quant: str = typer.Option(None, "--quant", help="gguf only: f16 | q8_0 | q4_k_m (default q8_0)."),
+    llama_cpp: Path = typer.Option(None, "--llama-cpp", help="gguf: a llama.cpp checkout or a llama-cpp-python "
+                                   "sdist (.tar.gz) holding convert_hf_to_gguf.py; default: the installed "
+                                   "llama-cpp-python's sdist, cached in ~/.cache/codehone/llama.cpp/."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUT if it exists."),
+    parity_tokens: int = typer.Option(32, "--parity-tokens", help="Greedy tokens compared per parity prompt."),
+) -> None:
+    """Export a model to merged HF, int8 (torch dynamic), ONNX (with KV cache) or GGUF (llama.cpp).
+
+    Every format keeps the tokenizer, chat template and EOS, writes OUT/README.md (a model card) and
+    ends with a parity check against the source on fixed prompts (max |logit diff| and greedy tokens),
+    printed and stored as OUT/parity.json. Exit code 1 when the export was written but parity failed.
+    """
+    from rich.markup import escape
+
+    from .export import export as run_export
+    from .export.runtime import RuntimeLoadError
+    from .export.source import ExportError
+
+    with console.status(f"export {to}") as status:
+        def log(m: str) -> None:
+            status.update(f"[bold]export {escape(to)}[/]: {escape(m)}")
+            console.print(f"[dim]{escape(m)}[/]", soft_wrap=True, highlight=False)
+
+        try:
+            rec = run_export(model, to, out, quant=quant, llama_cpp=llama_cpp, overwrite=overwrite,
+                             parity_tokens=parity_tokens, log=log)
+        except (ExportError, RuntimeLoadError) as e:
+            fail(escape(str(e)))
+        except OSError as e:
+            fail(escape(f"{e.filename or ''}: {e.strerror or e}"))
+    console.print(("[green]" if rec["parity_passed"] else "[bold red]") + escape(rec["summary"]) + "[/]",
+                  soft_wrap=True, highlight=False)
+    print(json.dumps({k: rec[k] for k in ("format", "quant", "out", "info", "parity", "seconds")}))
+    if not rec["parity_passed"]:
+        raise typer.Exit(1)
+
+
 def run() -> None:  # pragma: no cover
     app(prog_name="codehone")
 
