@@ -609,6 +609,200 @@ def sweep(
     print(json.dumps({"winner": w, "finished": board["finished"], "planned": board["planned"]}))
 
 
+@app.command()
+def serve(
+    model: Path = typer.Argument(..., help="An HF folder, a PEFT adapter, a `codehone train` output folder, "
+                                 "or an ONNX/GGUF export (with --backend).", show_default=False),
+    backend: str = typer.Option("hf", "--backend", "-b", help="hf, onnx or gguf (the last two: `codehone export`)."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to bind; loopback unless you mean otherwise."),
+    port: int = typer.Option(8000, "--port", "-p", help="TCP port."),
+    api_key: str = typer.Option(None, "--api-key", envvar="CODEHONE_API_KEY",
+                                help="Require `Authorization: Bearer KEY` on /v1/* (env CODEHONE_API_KEY)."),
+    name: str = typer.Option(None, "--name", help="Model id reported by /v1/models (default: the folder name)."),
+    max_tokens: int = typer.Option(1024, "--max-tokens", help="Cap on a request's max_tokens (400 above it)."),
+    max_request_kb: int = typer.Option(1024, "--max-request-kb", help="Largest request body in KiB (413 above it)."),
+    timeout: float = typer.Option(120.0, "--timeout", help="Seconds a request may take, queueing included (408)."),
+    max_queue: int = typer.Option(16, "--max-queue", help="Requests waiting at most (429 when full)."),
+    max_batch: int = typer.Option(8, "--max-batch", help="Requests generated together in one batch (hf)."),
+    threads: int = typer.Option(1, "--threads", help="torch CPU threads (0 = torch's default). A small model "
+                                "gains nothing from more, and loses a lot on a shared CPU."),
+) -> None:
+    """An OpenAI-compatible API: /v1/chat/completions and /v1/completions (stream=true for SSE), /v1/models, /health.
+
+    Chat prompts are rendered with the model's saved chat template. Concurrent requests queue for one
+    generation worker; requests waiting together are generated as one batch (hf backend).
+    """
+    from .serve import ServeError
+    from .serve.api import Limits, create_app
+    from .serve.backends import load_backend
+
+    if threads < 0 or max_tokens < 1 or max_request_kb < 1 or timeout <= 0 or max_queue < 1 or max_batch < 1:
+        fail("--threads must be >= 0; --max-tokens, --max-request-kb, --max-queue, --max-batch >= 1; --timeout > 0")
+    _set_threads(threads)
+    try:
+        be = load_backend(model, backend)
+    except ServeError as e:
+        fail(str(e))
+    import uvicorn
+
+    limits = Limits(max_request_bytes=max_request_kb * 1024, max_tokens=max_tokens, timeout_s=timeout,
+                    max_queue=max_queue, max_batch=max_batch)
+    mid = name or (model.name if model.name not in ("model", "adapter") else model.parent.name) or "codehone"
+    if host not in ("127.0.0.1", "localhost", "::1") and not api_key:
+        console.print(f"[yellow]warning:[/] listening on {host} without an API key", highlight=False)
+    console.print(f"serving [bold]{mid}[/] ({backend}) on http://{host}:{port}/v1", highlight=False)
+    uvicorn.run(create_app(be, mid, limits, api_key), host=host, port=port, log_level="warning")
+
+
+def _set_threads(n: int) -> None:
+    if n:
+        import torch
+
+        torch.set_num_threads(n)
+
+
+@app.command()
+def export(
+    model: Path = typer.Argument(..., help="An HF model folder, a LoRA adapter folder, or a `codehone train` "
+                                 "run folder (its model/ or adapter/ is used).", show_default=False),
+    to: str = typer.Option(..., "--to", help="merged | int8 | onnx | gguf", show_default=False),
+    out: Path = typer.Option(..., "-o", "--out", help="Output folder (written whole at the end).",
+                             show_default=False),
+    quant: str = typer.Option(None, "--quant", help="gguf only: f16 | q8_0 | q4_k_m (default q8_0)."),
+    llama_cpp: Path = typer.Option(None, "--llama-cpp", help="gguf: a llama.cpp checkout or a llama-cpp-python "
+                                   "sdist (.tar.gz) holding convert_hf_to_gguf.py; default: the installed "
+                                   "llama-cpp-python's sdist, cached in ~/.cache/codehone/llama.cpp/."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUT if it exists."),
+    parity_tokens: int = typer.Option(32, "--parity-tokens", help="Greedy tokens compared per parity prompt."),
+) -> None:
+    """Export a model to merged HF, int8 (torch dynamic), ONNX (with KV cache) or GGUF (llama.cpp).
+
+    Every format keeps the tokenizer, chat template and EOS, writes OUT/README.md (a model card) and
+    ends with a parity check against the source on fixed prompts (max |logit diff| and greedy tokens),
+    printed and stored as OUT/parity.json. Exit code 1 when the export was written but parity failed.
+    """
+    from rich.markup import escape
+
+    from .export import export as run_export
+    from .export.runtime import RuntimeLoadError
+    from .export.source import ExportError
+
+    with console.status(f"export {to}") as status:
+        def log(m: str) -> None:
+            status.update(f"[bold]export {escape(to)}[/]: {escape(m)}")
+            console.print(f"[dim]{escape(m)}[/]", soft_wrap=True, highlight=False)
+
+        try:
+            rec = run_export(model, to, out, quant=quant, llama_cpp=llama_cpp, overwrite=overwrite,
+                             parity_tokens=parity_tokens, log=log)
+        except (ExportError, RuntimeLoadError) as e:
+            fail(escape(str(e)))
+        except OSError as e:
+            fail(escape(f"{e.filename or ''}: {e.strerror or e}"))
+    console.print(("[green]" if rec["parity_passed"] else "[bold red]") + escape(rec["summary"]) + "[/]",
+                  soft_wrap=True, highlight=False)
+    print(json.dumps({k: rec[k] for k in ("format", "quant", "out", "info", "parity", "seconds")}))
+    if not rec["parity_passed"]:
+        raise typer.Exit(1)
+
+
+@app.command()
+def serve(
+    model: Path = typer.Argument(..., help="An HF folder, a PEFT adapter, a `codehone train` output folder, "
+                                 "or an ONNX/GGUF export (with --backend).", show_default=False),
+    backend: str = typer.Option("hf", "--backend", "-b", help="hf, onnx or gguf (the last two: `codehone export`)."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to bind; loopback unless you mean otherwise."),
+    port: int = typer.Option(8000, "--port", "-p", help="TCP port."),
+    api_key: str = typer.Option(None, "--api-key", envvar="CODEHONE_API_KEY",
+                                help="Require `Authorization: Bearer KEY` on /v1/* (env CODEHONE_API_KEY)."),
+    name: str = typer.Option(None, "--name", help="Model id reported by /v1/models (default: the folder name)."),
+    max_tokens: int = typer.Option(1024, "--max-tokens", help="Cap on a request's max_tokens (400 above it)."),
+    max_request_kb: int = typer.Option(1024, "--max-request-kb", help="Largest request body in KiB (413 above it)."),
+    timeout: float = typer.Option(120.0, "--timeout", help="Seconds a request may take, queueing included (408)."),
+    max_queue: int = typer.Option(16, "--max-queue", help="Requests waiting at most (429 when full)."),
+    max_batch: int = typer.Option(8, "--max-batch", help="Requests generated together in one batch (hf)."),
+    threads: int = typer.Option(1, "--threads", help="torch CPU threads (0 = torch's default). A small model "
+                                "gains nothing from more, and loses a lot on a shared CPU."),
+) -> None:
+    """An OpenAI-compatible API: /v1/chat/completions and /v1/completions (stream=true for SSE), /v1/models, /health.
+
+    Chat prompts are rendered with the model's saved chat template. Concurrent requests queue for one
+    generation worker; requests waiting together are generated as one batch (hf backend).
+    """
+    from .serve import ServeError
+    from .serve.api import Limits, create_app
+    from .serve.backends import load_backend
+
+    if threads < 0 or max_tokens < 1 or max_request_kb < 1 or timeout <= 0 or max_queue < 1 or max_batch < 1:
+        fail("--threads must be >= 0; --max-tokens, --max-request-kb, --max-queue, --max-batch >= 1; --timeout > 0")
+    _set_threads(threads)
+    try:
+        be = load_backend(model, backend)
+    except ServeError as e:
+        fail(str(e))
+    import uvicorn
+
+    limits = Limits(max_request_bytes=max_request_kb * 1024, max_tokens=max_tokens, timeout_s=timeout,
+                    max_queue=max_queue, max_batch=max_batch)
+    mid = name or (model.name if model.name not in ("model", "adapter") else model.parent.name) or "codehone"
+    if host not in ("127.0.0.1", "localhost", "::1") and not api_key:
+        console.print(f"[yellow]warning:[/] listening on {host} without an API key", highlight=False)
+    console.print(f"serving [bold]{mid}[/] ({backend}) on http://{host}:{port}/v1", highlight=False)
+    uvicorn.run(create_app(be, mid, limits, api_key), host=host, port=port, log_level="warning")
+
+
+def _set_threads(n: int) -> None:
+    if n:
+        import torch
+
+        torch.set_num_threads(n)
+
+
+@app.command()
+def export(
+    model: Path = typer.Argument(..., help="An HF model folder, a LoRA adapter folder, or a `codehone train` "
+                                 "run folder (its model/ or adapter/ is used).", show_default=False),
+    to: str = typer.Option(..., "--to", help="merged | int8 | onnx | gguf", show_default=False),
+    out: Path = typer.Option(..., "-o", "--out", help="Output folder (written whole at the end).",
+                             show_default=False),
+    quant: str = typer.Option(None, "--quant", help="gguf only: f16 | q8_0 | q4_k_m (default q8_0)."),
+    llama_cpp: Path = typer.Option(None, "--llama-cpp", help="gguf: a llama.cpp checkout or a llama-cpp-python "
+                                   "sdist (.tar.gz) holding convert_hf_to_gguf.py; default: the installed "
+                                   "llama-cpp-python's sdist, cached in ~/.cache/codehone/llama.cpp/."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUT if it exists."),
+    parity_tokens: int = typer.Option(32, "--parity-tokens", help="Greedy tokens compared per parity prompt."),
+) -> None:
+    """Export a model to merged HF, int8 (torch dynamic), ONNX (with KV cache) or GGUF (llama.cpp).
+
+    Every format keeps the tokenizer, chat template and EOS, writes OUT/README.md (a model card) and
+    ends with a parity check against the source on fixed prompts (max |logit diff| and greedy tokens),
+    printed and stored as OUT/parity.json. Exit code 1 when the export was written but parity failed.
+    """
+    from rich.markup import escape
+
+    from .export import export as run_export
+    from .export.runtime import RuntimeLoadError
+    from .export.source import ExportError
+
+    with console.status(f"export {to}") as status:
+        def log(m: str) -> None:
+            status.update(f"[bold]export {escape(to)}[/]: {escape(m)}")
+            console.print(f"[dim]{escape(m)}[/]", soft_wrap=True, highlight=False)
+
+        try:
+            rec = run_export(model, to, out, quant=quant, llama_cpp=llama_cpp, overwrite=overwrite,
+                             parity_tokens=parity_tokens, log=log)
+        except (ExportError, RuntimeLoadError) as e:
+            fail(escape(str(e)))
+        except OSError as e:
+            fail(escape(f"{e.filename or ''}: {e.strerror or e}"))
+    console.print(("[green]" if rec["parity_passed"] else "[bold red]") + escape(rec["summary"]) + "[/]",
+                  soft_wrap=True, highlight=False)
+    print(json.dumps({k: rec[k] for k in ("format", "quant", "out", "info", "parity", "seconds")}))
+    if not rec["parity_passed"]:
+        raise typer.Exit(1)
+
+
 def run() -> None:  # pragma: no cover
     app(prog_name="codehone")
 
