@@ -662,6 +662,53 @@ def _set_threads(n: int) -> None:
 
 
 @app.command()
+def mcp(
+    model: Path = typer.Argument(..., help="An HF folder, a PEFT adapter, a `codehone train` output folder, "
+                                 "or an ONNX/GGUF export (with --backend).", show_default=False),
+    transport: str = typer.Option("stdio", "--transport", help="stdio, or http (streamable HTTP at /mcp)."),
+    target: str = typer.Option("c-wat", "--target", "-t", help="Default target of the tools: c-wat, zig or rust."),
+    units: Path = typer.Option(None, "--units", help="units.jsonl or a `codehone mine` folder: the c-wat judge's "
+                               "units (its modules/ folder beside it) and, without --docs, the docs index source."),
+    docs: Path = typer.Option(None, "--docs", help="Docs index for get_docs: a units.jsonl / mine folder "
+                              "(indexed once, cached under ~/.cache/codehone/docs) or an index folder."),
+    backend: str = typer.Option("hf", "--backend", "-b", help="hf, onnx or gguf."),
+    host: str = typer.Option("127.0.0.1", "--host", help="http: address to bind."),
+    port: int = typer.Option(8001, "--port", "-p", help="http: TCP port."),
+    max_tokens: int = typer.Option(512, "--max-tokens", help="Most tokens one generation may produce."),
+    threads: int = typer.Option(1, "--threads", help="torch CPU threads (0 = torch's default)."),
+) -> None:
+    """An MCP server (official SDK): generate, check, suggest_fix (verified fixes only), get_docs. Stateless calls."""
+    from .check import CheckError, load_units
+    from .serve import ServeError
+    from .serve.backends import load_backend
+    from .serve.docs_index import DocsIndex, units_file
+    from .serve.mcp_server import Toolbox, build_server
+    from .serve.prompts import check_target
+
+    if transport not in ("stdio", "http"):
+        fail("--transport must be stdio or http")
+    _set_threads(threads)
+    try:
+        check_target(target)
+        unit_map, modules_dir = {}, None
+        if units is not None:
+            uf = units_file(units)
+            unit_map, modules_dir = load_units(uf), uf.parent / "modules"
+        index = DocsIndex.open(docs or (units if units is not None else None)) if (docs or units) else None
+        tb = Toolbox(load_backend(model, backend), target=target, units=unit_map, modules_dir=modules_dir,
+                     docs=index, max_tokens=max_tokens)
+    except (ServeError, CheckError) as e:
+        fail(str(e))
+    server = build_server(tb)
+    console.print(f"codehone mcp: {len(unit_map)} units, docs {'on' if index else 'off'}, transport {transport}"
+                  + (f" at http://{host}:{port}/mcp" if transport == "http" else ""), highlight=False)
+    if transport == "stdio":
+        server.run("stdio")
+    else:
+        server.run("streamable-http", host=host, port=port, stateless_http=True)
+
+
+@app.command()
 def export(
     model: Path = typer.Argument(..., help="An HF model folder, a LoRA adapter folder, or a `codehone train` "
                                  "run folder (its model/ or adapter/ is used).", show_default=False),
@@ -704,6 +751,107 @@ def export(
     print(json.dumps({k: rec[k] for k in ("format", "quant", "out", "info", "parity", "seconds")}))
     if not rec["parity_passed"]:
         raise typer.Exit(1)
+
+
+@app.command("eval")
+def eval_(
+    model: Path = typer.Argument(..., help="A Hugging Face model folder, a PEFT adapter folder, or a "
+                                 "`codehone train` output folder (its model/, else adapter/).", show_default=False),
+    dataset: Path = typer.Option(..., "--dataset", "-d", help="A `codehone build` output folder."),
+    split: str = typer.Option("test", "--split", help="Which split's prompts to sample."),
+    k: int = typer.Option(1, "-k", help="Report pass@1 and pass@K."),
+    n: int = typer.Option(None, "-n", help="Samples per prompt (default K; must be >= K)."),
+    limit: int = typer.Option(None, "--limit", help="Only the first N prompts of the split."),
+    seed: int = typer.Option(0, "--seed", help="Sampling seed: the same model and seed give the same samples."),
+    temperature: float = typer.Option(None, "--temperature", help="0 = greedy (default for n=1; 0.8 for n>1)."),
+    top_p: float = typer.Option(0.95, "--top-p", help="Nucleus sampling mass."),
+    max_new_tokens: int = typer.Option(512, "--max-new-tokens", help="Tokens generated at most per sample."),
+    batch_size: int = typer.Option(8, "--batch-size", help="Sequences generated together."),
+    jobs: int = typer.Option(0, "-j", "--jobs", help="Samples judged in parallel (0 = all cores)."),
+    modules: Path = typer.Option(None, "--modules", help="c-wat reference modules folder (default: the mine "
+                                 "folder's modules/, found through the dataset's stats.json)."),
+    out: Path = typer.Option(None, "-o", "--out", help="Output folder (default MODEL/eval/SPLIT-seedS-nN)."),
+    no_history: bool = typer.Option(False, "--no-history", help="Do not append to MODEL/history.jsonl."),
+) -> None:
+    """Sample a model on a dataset split, judge every sample by execution, and report pass@k.
+
+    Prompts go through the model's own chat template; generation is batched with the KV cache.
+    The code (first fenced block, else the reply) is judged by the target's judge in parallel,
+    with the verdict cache. Writes OUT/samples.jsonl (prompt, completion, code, verdict per sample)
+    and OUT/metrics.json (assemble/compile rate, pass@1, pass@K, failure stages, EOS rate...),
+    and appends to MODEL/history.jsonl with a plot in history.png. A killed run resumes: the
+    completions already generated (OUT/generations.jsonl) are reused.
+    """
+    import os
+
+    from rich.markup import escape
+
+    from .evaluate import EvalError, run_eval
+
+    progress = Progress(
+        TextColumn("[bold]{task.description}[/]"), BarColumn(), MofNCompleteColumn(),
+        TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=False,
+    )
+    tasks: dict[str, int] = {}
+
+    def on_progress(phase: str, done: int, total: int) -> None:
+        if phase not in tasks:  # started on first use, so an early error prints no empty bar
+            progress.start()
+            tasks[phase] = progress.add_task(phase, total=total)
+        progress.update(tasks[phase], completed=done, total=total)
+
+    def say(m: str) -> None:
+        progress.console.print(f"[dim]{escape(m)}[/]", soft_wrap=True, highlight=False)
+
+    if jobs < 0:
+        fail("--jobs must be 0 (all cores) or more")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # the weight-loading bar of a 5M model is noise here
+    try:
+        try:
+            metrics = run_eval(model, dataset, split=split, k=k, n=n, limit=limit, seed=seed,
+                               temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens,
+                               batch_size=batch_size, jobs=jobs or os.cpu_count() or 1, modules=modules, out=out,
+                               history=not no_history, log=say, progress=on_progress)
+        finally:
+            progress.stop()
+    except EvalError as e:
+        fail(escape(str(e)))
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted[/]: completions generated so far are kept; rerun to resume.")
+        raise typer.Exit(130) from None
+    except OSError as e:
+        fail(escape(f"{e.filename or ''}: {e.strerror or e}"))
+    _print_eval_table(metrics)
+    print(json.dumps({key: metrics[key] for key in metrics if key.startswith("pass@") or key in (
+        "assemble_rate", "compile_rate", "prompts", "samples", "out")}, sort_keys=True))
+
+
+def _print_eval_table(m: dict) -> None:
+    pct = lambda x: "-" if x is None else f"{x * 100:.1f}%"  # noqa: E731
+    t = Table(title=f"codehone eval → {m['out']}", show_header=False)
+    t.add_row("model", m["model"])
+    t.add_row("split", f"{m['split']} ({m['target']}): {m['prompts']} prompts × n={m['n']} = {m['samples']} samples")
+    t.add_row("sampling", f"seed {m['seed']}, temperature {m['temperature']}, top_p {m['top_p']}, "
+              f"max {m['max_new_tokens']} new tokens")
+    t.add_row("assemble rate" if m["target"] == "c-wat" else "compile rate", pct(m["compile_rate"]))
+    for key in sorted((x for x in m if x.startswith("pass@")), key=lambda s: int(s[5:])):
+        t.add_row(key, f"[bold green]{pct(m[key])}[/]")
+    for mode, b in (m.get("by_mode") or {}).items():
+        t.add_row(f"  {mode}", ", ".join(f"{x} {pct(v)}" for x, v in b.items() if x.startswith("pass@"))
+                  + f", compile {pct(b['compile_rate'])} ({b['prompts']} prompts)")
+    t.add_row("failure stages", ", ".join(f"{s}={c}" for s, c in m["failure_stages"].items()) or "-")
+    t.add_row("stopped at EOS", pct(m["stopped_at_eos_rate"]))
+    for key in ("passed_without_execution", "clippy_warnings_per_kloc", "idiomatic_score", "doc_rate",
+                "test_pass_rate"):
+        if m.get(key) is not None:
+            t.add_row(key.replace("_", " "), str(m[key]))
+    g, s = m["generation"], m["seconds"]
+    t.add_row("generation", f"{g['tokens']} tokens in {s['gen']}s ({g['tokens_per_s'] or '-'} tok/s), "
+              f"{g['samples_reused']} samples reused")
+    t.add_row("judging", f"{s['judge']}s for {m['judge']['distinct']} distinct ({m['judge']['cached']} cached)")
+    console.print(t)
 
 
 def run() -> None:  # pragma: no cover
