@@ -662,6 +662,53 @@ def _set_threads(n: int) -> None:
 
 
 @app.command()
+def mcp(
+    model: Path = typer.Argument(..., help="An HF folder, a PEFT adapter, a `codehone train` output folder, "
+                                 "or an ONNX/GGUF export (with --backend).", show_default=False),
+    transport: str = typer.Option("stdio", "--transport", help="stdio, or http (streamable HTTP at /mcp)."),
+    target: str = typer.Option("c-wat", "--target", "-t", help="Default target of the tools: c-wat, zig or rust."),
+    units: Path = typer.Option(None, "--units", help="units.jsonl or a `codehone mine` folder: the c-wat judge's "
+                               "units (its modules/ folder beside it) and, without --docs, the docs index source."),
+    docs: Path = typer.Option(None, "--docs", help="Docs index for get_docs: a units.jsonl / mine folder "
+                              "(indexed once, cached under ~/.cache/codehone/docs) or an index folder."),
+    backend: str = typer.Option("hf", "--backend", "-b", help="hf, onnx or gguf."),
+    host: str = typer.Option("127.0.0.1", "--host", help="http: address to bind."),
+    port: int = typer.Option(8001, "--port", "-p", help="http: TCP port."),
+    max_tokens: int = typer.Option(512, "--max-tokens", help="Most tokens one generation may produce."),
+    threads: int = typer.Option(1, "--threads", help="torch CPU threads (0 = torch's default)."),
+) -> None:
+    """An MCP server (official SDK): generate, check, suggest_fix (verified fixes only), get_docs. Stateless calls."""
+    from .check import CheckError, load_units
+    from .serve import ServeError
+    from .serve.backends import load_backend
+    from .serve.docs_index import DocsIndex, units_file
+    from .serve.mcp_server import Toolbox, build_server
+    from .serve.prompts import check_target
+
+    if transport not in ("stdio", "http"):
+        fail("--transport must be stdio or http")
+    _set_threads(threads)
+    try:
+        check_target(target)
+        unit_map, modules_dir = {}, None
+        if units is not None:
+            uf = units_file(units)
+            unit_map, modules_dir = load_units(uf), uf.parent / "modules"
+        index = DocsIndex.open(docs or (units if units is not None else None)) if (docs or units) else None
+        tb = Toolbox(load_backend(model, backend), target=target, units=unit_map, modules_dir=modules_dir,
+                     docs=index, max_tokens=max_tokens)
+    except (ServeError, CheckError) as e:
+        fail(str(e))
+    server = build_server(tb)
+    console.print(f"codehone mcp: {len(unit_map)} units, docs {'on' if index else 'off'}, transport {transport}"
+                  + (f" at http://{host}:{port}/mcp" if transport == "http" else ""), highlight=False)
+    if transport == "stdio":
+        server.run("stdio")
+    else:
+        server.run("streamable-http", host=host, port=port, stateless_http=True)
+
+
+@app.command()
 def export(
     model: Path = typer.Argument(..., help="An HF model folder, a LoRA adapter folder, or a `codehone train` "
                                  "run folder (its model/ or adapter/ is used).", show_default=False),

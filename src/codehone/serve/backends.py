@@ -316,3 +316,27 @@ def render_chat(tok, messages: list[dict]) -> str:
     except Exception as e:  # noqa: BLE001 - jinja errors from user messages become one line
         raise ServeError(f"cannot render the messages with the model's chat template: {e}") from None
 
+
+
+@dataclass
+class Completion:
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    finish: str
+
+
+def complete(backend, prompt_text: str, params: GenParams, on_text: Callable[[str], None] | None = None) -> Completion:
+    """One completion of `prompt_text` (already rendered), optionally streamed piece by piece to `on_text`."""
+    ids = backend.encode(prompt_text)
+    if backend.context_length and len(ids) >= backend.context_length:
+        raise ServeError(f"the prompt is {len(ids)} tokens; this model's context is {backend.context_length}")
+    text, n, finish = "", 0, "stop"
+    for ev in backend.stream_batch([ids], [params]):
+        text += ev.text
+        n += ev.tokens
+        if ev.text and on_text:
+            on_text(ev.text)
+        if ev.finish:
+            finish = ev.finish
+    return Completion(text, len(ids), n, finish)
