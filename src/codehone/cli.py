@@ -709,6 +709,54 @@ def mcp(
 
 
 @app.command()
+def chat(
+    model: Path = typer.Argument(..., help="An HF folder, a PEFT adapter, a `codehone train` output folder, "
+                                 "or an ONNX/GGUF export (with --backend).", show_default=False),
+    prompt: str = typer.Option(None, "--prompt", help="One shot: print the reply to this message and exit."),
+    target: str = typer.Option("c-wat", "--target", "-t", help="The target /check judges: c-wat, zig or rust."),
+    units: Path = typer.Option(None, "--units", help="c-wat: units.jsonl or a mine folder, for /check."),
+    system: str = typer.Option(None, "--system", help="System message (default: the target's; '' for none)."),
+    backend: str = typer.Option("hf", "--backend", "-b", help="hf, onnx or gguf."),
+    max_tokens: int = typer.Option(256, "--max-tokens", help="Most tokens per reply."),
+    temperature: float = typer.Option(0.0, "--temperature", help="0 = greedy."),
+    threads: int = typer.Option(1, "--threads", help="torch CPU threads (0 = torch's default)."),
+) -> None:
+    """Chat with the model in the terminal (history kept; /check judges the last code block, /reset, /exit)."""
+    from .check import CheckError, load_units
+    from .serve import ServeError
+    from .serve.backends import load_backend
+    from .serve.chat import ChatSession, repl
+    from .serve.docs_index import units_file
+    from .serve.mcp_server import Toolbox
+    from .serve.prompts import check_target
+
+    if max_tokens < 1 or not 0 <= temperature <= 2:
+        fail("--max-tokens must be >= 1 and --temperature within 0..2")
+    _set_threads(threads)
+    try:
+        check_target(target)
+        unit_map, modules_dir = {}, None
+        if units is not None:
+            uf = units_file(units)
+            unit_map, modules_dir = load_units(uf), uf.parent / "modules"
+        tb = Toolbox(load_backend(model, backend), target=target, units=unit_map, modules_dir=modules_dir,
+                     max_tokens=max_tokens)
+        session = ChatSession(tb, max_tokens=max_tokens, temperature=temperature, system=system)
+        if prompt is not None:
+            c = session.send(prompt)
+            print(c.text)
+            return
+    except (ServeError, CheckError) as e:
+        fail(str(e))
+
+    def write(s: str) -> None:
+        sys.stdout.write(s)
+        sys.stdout.flush()
+
+    repl(session, input, write, lambda m: console.print(m, style="dim", highlight=False, markup=False))
+
+
+@app.command()
 def export(
     model: Path = typer.Argument(..., help="An HF model folder, a LoRA adapter folder, or a `codehone train` "
                                  "run folder (its model/ or adapter/ is used).", show_default=False),

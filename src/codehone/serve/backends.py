@@ -324,6 +324,7 @@ class Completion:
     prompt_tokens: int
     completion_tokens: int
     finish: str
+    dropped_turns: int = 0  # chat: old exchanges dropped to fit the context
 
 
 def complete(backend, prompt_text: str, params: GenParams, on_text: Callable[[str], None] | None = None) -> Completion:
