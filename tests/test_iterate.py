@@ -29,7 +29,7 @@ from train_fixtures import tiny_cfg
 def world(tmp_path_factory) -> dict:
     root = tmp_path_factory.mktemp("iterate")
     dataset, modules = make_dataset(root)
-    cfg = tiny_cfg(dataset, root / "start", max_steps=4)
+    cfg = tiny_cfg(dataset, root / "start", max_steps=4, seq_len=768)
     run_train(cfg, log=lambda _m: None)
     return {"dataset": dataset, "modules": modules, "base": cfg, "start": root / "start"}
 
@@ -42,6 +42,10 @@ def recipe(tmp: Path, world: dict, **iterate) -> Path:
           "train": {"max_steps": 2}, "eval": {"limit": 2, "max_new_tokens": 24}, **iterate}
     p.write_text(yaml.safe_dump({"train": train, "iterate": it}))
     return p
+
+
+class Killed(Exception):
+    """The simulated kill: raised inside a round, caught by nothing in iterate."""
 
 
 def test_select_dedups_per_prompt_and_best_of_k_takes_the_shortest():
@@ -98,18 +102,19 @@ def test_resume_after_a_kill_continues_at_the_next_round(tmp_path, world, monkey
                         eval={"limit": 2}, plateau={"patience": 5})
     scripted = Scripted([0.0, 0.25, 0.5, 0.75])
     monkeypatch.setattr(evaluate, "run_eval", scripted)
-    calls = []
+    calls, kill_at = [], [2]
 
     def train_then_die(tcfg, **kw):
         calls.append(tcfg.out)
-        if len(calls) == 2:                      # the kill: inside round 2's training
+        if len(calls) in kill_at:                # the kill: inside round 2's training, once
+            kill_at.clear()
             (Path(tcfg.out)).mkdir(parents=True, exist_ok=True)
-            raise KeyboardInterrupt
+            raise Killed
         return run_train(tcfg, **kw)
 
     monkeypatch.setattr(train_run, "run_train", train_then_die)
     out = tmp_path / "it"
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(Killed):
         run_iterate(cfg, world["base"], out, 3, log=lambda _m: None)
     assert (out / "round-01" / "round.json").is_file() and not (out / "round-02" / "round.json").exists()
     r1 = json.loads((out / "round-01" / "round.json").read_text())

@@ -22,7 +22,7 @@ def world(tmp_path_factory) -> dict:
     root = tmp_path_factory.mktemp("sweep")
     dataset, modules = make_dataset(root)
     recipe = root / "recipe.yaml"
-    recipe.write_text(yaml.safe_dump({"train": tiny_cfg(dataset, root / "unused", max_steps=3,
+    recipe.write_text(yaml.safe_dump({"train": tiny_cfg(dataset, root / "unused", max_steps=3, seq_len=768,
                                                         eval_every=3).model_dump()}))
     return {"dataset": dataset, "modules": modules, "recipe": recipe}
 
