@@ -130,6 +130,8 @@ def test_resume_after_a_kill_continues_at_the_next_round(tmp_path, world, monkey
     assert "round 1: already done (ok)" in logs and "round-02 was not finished: redoing it" in logs
     assert [r["pass@1"] for r in summary["rounds"]] == [0.0, 0.25, 0.5, 0.75]
     assert summary["best"]["round"] == 3 and summary["stopped"] is None
+    drawn = [{r["id"] for r in split_rows(out / f"round-{i:02d}" / "prompts", "train")} for i in (1, 2, 3)]
+    assert all(len(d) == 3 for d in drawn) and len({frozenset(d) for d in drawn}) == 3   # a fresh draw each round
     r3 = json.loads((out / "round-03" / "round.json").read_text())
     assert r3["init_from"] == r3["sampled_from"] == str(out / "round-02" / "train")
 
@@ -144,7 +146,7 @@ def test_resume_after_a_kill_continues_at_the_next_round(tmp_path, world, monkey
 
 
 def test_plateau_stops_and_init_base_restarts_from_the_start_model(tmp_path, world, monkeypatch):
-    cfg = IterateConfig(model=str(world["start"]), k=1, train_limit=2, init="base", keep="best_of_k",
+    cfg = IterateConfig(model=str(world["start"]), k=1, train_limit=2, prompts="shortest", init="base", keep="best_of_k",
                         accumulate=True, train={"max_steps": 1}, eval={"limit": 2},
                         plateau={"patience": 2, "min_delta": 0.05})
     monkeypatch.setattr(evaluate, "run_eval", Scripted([0.2, 0.5, 0.52, 0.54, 0.9]))
@@ -159,6 +161,8 @@ def test_plateau_stops_and_init_base_restarts_from_the_start_model(tmp_path, wor
     # accumulate: round 3 trains on its own kept samples plus earlier rounds' (identical codes deduplicated)
     rows = split_rows(tmp_path / "it" / "round-03" / "data", "train")
     assert len(rows) == 2 and all(r["source"] == "iterate round 3" for r in rows)
+    shortest = sorted(len(r["messages"][-1]["content"]) for r in split_rows(world["dataset"], "train"))[:2]
+    assert sorted(len(r["messages"][-1]["content"]) for r in rows) == shortest
 
 
 def test_missing_start_model_is_one_line(tmp_path, world):

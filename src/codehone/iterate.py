@@ -6,7 +6,8 @@ ones, fine-tunes on them, and evaluates the result on the test split:
 
   OUT/iterate.json         the settings the run was started with (a resume must match them)
   OUT/round-00/            eval/ of the start model; round.json
-  OUT/round-NN/samples/    samples.jsonl + metrics.json of the sampling pass (split=train)
+  OUT/round-NN/prompts/    this round's training prompts (train_limit of them, chosen by `prompts`)
+              samples/    samples.jsonl + metrics.json of the sampling pass (split=train)
               data/        train.jsonl (kept samples as chat examples), kept.jsonl, val.jsonl
               train/       the `codehone train` run folder (model/ or adapter/)
               eval/        samples.jsonl + metrics.json on the eval split
@@ -118,6 +119,7 @@ class Iterate:
                                "or set iterate.model)")
         if not (Path(self.dataset) / "train.jsonl").is_file():
             raise IterateError(f"{self.dataset}: no train.jsonl (iterate samples the dataset's train split)")
+        self._modules = self.modules()
 
     # ------------------------------------------------------------ settings and resume
 
@@ -157,15 +159,46 @@ class Iterate:
 
     # ------------------------------------------------------------ the steps
 
+    def modules(self) -> str | None:
+        """The reference modules folder: the recipe's, or the one eval finds for the original dataset."""
+        if self.cfg.modules:
+            return self.cfg.modules
+        from .evaluate import find_modules
+
+        stats = Path(self.dataset) / "stats.json"
+        found = find_modules(Path(self.dataset), json.loads(stats.read_text())) if stats.is_file() else None
+        return str(found) if found else None
+
+    def prompt_set(self, r: int, folder: Path) -> Path:
+        """A dataset folder holding this round's training prompts (train.jsonl), with the dataset's units and stats.
+
+        Why a folder: eval reads a split of a dataset folder; writing the chosen prompts as one keeps
+        eval's contract and records exactly which prompts a round sampled.
+        """
+        rows = list(read_jsonl(Path(self.dataset) / "train.jsonl"))
+        n = self.cfg.train_limit or len(rows)
+        if self.cfg.prompts == "random":
+            rows = random.Random(f"{self.cfg.seed}-prompts-{r}").sample(rows, min(n, len(rows)))
+        elif self.cfg.prompts == "shortest":
+            rows = sorted(rows, key=lambda x: (len(x["messages"][-1]["content"]), str(x.get("id"))))[:n]
+        else:
+            rows = rows[:n]
+        folder.mkdir(parents=True, exist_ok=True)
+        write_jsonl_atomic(folder / "train.jsonl", rows)
+        for name in ("units.jsonl", "stats.json"):
+            if (Path(self.dataset) / name).is_file():
+                shutil.copyfile(Path(self.dataset) / name, folder / name)
+        return folder
+
     def evaluate(self, model: str | Path, out: Path, *, split: str, k: int, n: int | None, limit: int | None,
                  temperature: float | None, top_p: float, max_new_tokens: int, batch_size: int, jobs: int,
-                 seed: int, what: str) -> dict:
+                 seed: int, what: str, dataset: Path | None = None) -> dict:
         from . import evaluate
 
         return evaluate.run_eval(
-            str(model), self.dataset, split=split, k=k, n=n, limit=limit, seed=seed, temperature=temperature,
-            top_p=top_p, max_new_tokens=max_new_tokens, batch_size=batch_size, jobs=jobs,
-            modules=self.cfg.modules, out=out, history=False, log=lambda m: self.log(f"{what}: {m}"),
+            str(model), str(dataset or self.dataset), split=split, k=k, n=n, limit=limit, seed=seed,
+            temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens, batch_size=batch_size, jobs=jobs,
+            modules=self._modules, out=out, history=False, log=lambda m: self.log(f"{what}: {m}"),
             progress=self.progress(what) if self.progress else None)
 
     def eval_test(self, model: str | Path, out: Path, r: int) -> dict:
@@ -222,7 +255,8 @@ class Iterate:
         c, d = self.cfg, self.rdir(r)
         secs: dict[str, float] = {}
         t0 = time.monotonic()
-        sm = self.evaluate(latest, d / "samples", split="train", k=c.k, n=c.k, limit=c.train_limit,
+        prompts = self.prompt_set(r, d / "prompts")
+        sm = self.evaluate(latest, d / "samples", split="train", k=c.k, n=c.k, limit=None, dataset=prompts,
                            temperature=c.temperature, top_p=c.top_p, max_new_tokens=c.max_new_tokens,
                            batch_size=c.batch_size, jobs=c.jobs, seed=c.seed + r, what=f"round {r} sampling")
         secs["sample"] = round(time.monotonic() - t0, 1)

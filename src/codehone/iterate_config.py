@@ -73,6 +73,9 @@ class IterateConfig(_Strict):
     batch_size: int = Field(8, ge=1)
     jobs: int = Field(1, ge=1, description="candidates judged in parallel")
     train_limit: int | None = Field(None, ge=1, description="training prompts sampled per round; None = all")
+    prompts: Literal["random", "first", "shortest"] = Field(
+        "random", description="which train_limit prompts: a fresh seeded draw each round, the split's first, "
+        "or those with the shortest reference answers (a curriculum for models that pass nothing longer)")
     keep: Literal["all", "best_of_k"] = Field(
         "all", description="all: every passing sample, deduplicated by normalised code per prompt; "
         "best_of_k: one per prompt, the best by `score`")
