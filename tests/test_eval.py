@@ -318,3 +318,20 @@ def test_cli_eval_prints_the_table(model_dir, dataset, tmp_path):
     assert "pass@2" in res.output and "assemble rate" in res.output
     last = json.loads(res.output.strip().splitlines()[-1])
     assert last["samples"] == 4 and (tmp_path / "o" / "metrics.json").is_file()
+
+
+def test_samples_stop_at_the_context_and_do_not_depend_on_the_batch(model_dir):
+    model, tok = load_model(model_dir)
+    prompts = [[{"role": "user", "content": "Implement: int is_lt(int a, int b)" + " x" * i}] for i in range(5)]
+    lens = [len(tok(tok.apply_chat_template(p, add_generation_prompt=True, tokenize=False),
+                    add_special_tokens=False)["input_ids"]) for p in prompts]
+    model.config.max_position_embeddings = max(lens) + 4  # the longest prompt has 4 positions left
+    try:
+        one = sample(model, tok, prompts, n=2, temperature=1.0, max_new_tokens=12, batch_size=1, seed=5)
+        many = sample(model, tok, prompts, n=2, temperature=1.0, max_new_tokens=12, batch_size=8, seed=5)
+    finally:
+        model.config.max_position_embeddings = 1024
+    assert [[c.text for c in cs] for cs in one] == [[c.text for c in cs] for cs in many]
+    for n_prompt, cs in zip(lens, one, strict=True):
+        for c in cs:
+            assert c.new_tokens <= min(12, max(lens) + 4 - n_prompt)

@@ -233,15 +233,18 @@ def sample(
     total = sum((p, j) not in skip for p in range(len(prompts)) for j in range(n))
     dev = next(model.parameters()).device
     limit = getattr(model.config, "max_position_embeddings", None)
-    if limit and max(map(len, ids), default=0) + max_new_tokens > limit:
-        log.warning("prompt + max_new_tokens exceeds the model's %d positions for some prompts", limit)
+    caps = [max(1, min(max_new_tokens, limit - len(x))) if limit else max_new_tokens for x in ids]
+    short = sum(c < max_new_tokens for c in caps)
+    if short:
+        log.info("%d prompts leave fewer than %d of the model's %d positions: their samples stop there",
+                 short, max_new_tokens, limit)
     if progress:
         progress(0, total)
     done = 0
     with _threads((threads or cpu_threads()) if dev.type == "cpu" else None):
         for b in range(0, len(jobs), batch_size):
             finished = _run_batch(model, tok, ids, jobs[b:b + batch_size], n, greedy, skip, out, dev,
-                                  sampler_args=(seed, keys, temperature, top_p), max_new_tokens=max_new_tokens)
+                                  sampler_args=(seed, keys, temperature, top_p), caps=caps)
             if on_batch:
                 on_batch(finished)
             done += len(finished)
@@ -261,8 +264,27 @@ def _threads(n: int | None):
         torch.set_num_threads(old)
 
 
-def _run_batch(model, tok, ids, batch, n, greedy, skip, out, dev, sampler_args, max_new_tokens):
-    """Generate one batch of (prompt, sample) jobs; fills `out` and returns what it filled."""
+class RowLimit:
+    """A stopping criterion: row r is done after `caps[r]` new tokens (its prompt + them fill the context).
+
+    Per row, not per batch, so a sample never depends on which prompts shared its batch.
+    """
+
+    def __init__(self, caps: list[int], width: int):
+        self.caps, self.width = torch.tensor(caps), width
+
+    def __call__(self, input_ids: torch.LongTensor, scores, **kw) -> torch.BoolTensor:
+        return (input_ids.shape[1] - self.width >= self.caps).to(input_ids.device)
+
+
+def _run_batch(model, tok, ids, batch, n, greedy, skip, out, dev, sampler_args, caps):
+    """Generate one batch of (prompt, sample) jobs; fills `out` and returns what it filled.
+
+    Generation positions past the model's context are not trained, so each row
+    stops at its prompt's share of `max_position_embeddings` (`caps`).
+    """
+    from transformers import StoppingCriteriaList
+
     eos = tok.eos_token_id
     pad = tok.pad_token_id if tok.pad_token_id is not None else eos
     width = max(len(ids[p]) for p, _ in batch)
@@ -279,12 +301,14 @@ def _run_batch(model, tok, ids, batch, n, greedy, skip, out, dev, sampler_args, 
         sampler = RowSampler([row_seed(seed, keys[p], s) for p, s in batch], temperature, top_p, dev)
         kw["logits_processor"] = LogitsProcessorList([sampler])
     with torch.inference_mode():
-        gen = model.generate(input_ids=inp.to(dev), attention_mask=att.to(dev), max_new_tokens=max_new_tokens,
+        row_caps = [caps[p] for p, _ in batch]
+        kw["stopping_criteria"] = StoppingCriteriaList([RowLimit(row_caps, width)])
+        gen = model.generate(input_ids=inp.to(dev), attention_mask=att.to(dev), max_new_tokens=max(row_caps),
                              do_sample=False, use_cache=True, eos_token_id=eos, pad_token_id=pad,
                              num_beams=1, top_k=None, top_p=None, temperature=None, **kw)
     finished = []
     for r, (p, s) in enumerate(batch):
-        new = gen[r, width:].tolist()
+        new = gen[r, width:width + row_caps[r]].tolist()
         stopped = eos in new
         if stopped:
             new = new[: new.index(eos) + 1]
