@@ -32,6 +32,9 @@ from .records import JsonlAppender, JsonlError, read_jsonl, to_dict, write_jsonl
 
 __all__ = ["EvalError", "EvalSet", "load_eval_set", "generate_samples", "judge_samples", "run_eval", "pass_at_k"]
 
+# Bumped when sampling.py would draw different completions for the same inputs (invalidates generations.jsonl).
+SAMPLER_VERSION = 2
+
 Progress = Callable[[str, int, int], None]  # (phase "generate" | "judge", done, total)
 
 
@@ -279,7 +282,7 @@ def run_eval(model, dataset, *, split: str = "test", k: int = 1, n: int | None =
             folder, _kind = resolve_model_dir(model)
             mdl, tok = load_model(folder)
             model_dir = model_dir or folder
-            fingerprint = {"model": str(folder.resolve()), "files": _weights_signature(folder), "seed": seed,
+            fingerprint = {"sampler": SAMPLER_VERSION, "model": str(folder.resolve()), "files": _weights_signature(folder), "seed": seed,
                            "temperature": temperature, "top_p": top_p, "max_new_tokens": max_new_tokens,
                            "split": split, "dataset": str(evalset.dataset.resolve())}
         else:
