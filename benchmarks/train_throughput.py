@@ -1,24 +1,34 @@
-"""Training tokens/s: codehone's loop vs a plain torch loop vs HF Trainer (padded) vs TRL SFTTrainer.
+"""Training tokens/s: codehone's loop vs a plain torch loop (fp32, bf16) vs HF Trainer (padded) vs TRL SFTTrainer.
 
 Same model (a scratch Llama of the chosen size with the dataset's own BPE), same
-examples, same precision, same number of timed optimizer steps. Tokens are the
-real (non-pad) tokens fed to the model, so padding counts as waste.
+examples, same number of timed optimizer steps. Tokens are the real (non-pad)
+tokens fed to the model, so padding counts as waste.
 
-  codehone   packed rows, block-diagonal mask, per-example positions, completion-only
-             token-normalised loss (what `codehone train` runs)
-  plain      the loop people write first: the same packed rows, HF's built-in `labels`
-             loss, a plain causal mask (examples see each other: fast but contaminated)
-  trainer    transformers.Trainer, one example per row, padded to the longest in the
-             batch (no packing), completion-only labels
-  sft        trl.SFTTrainer with its defaults (prompt/completion data), if trl imports
+  codehone        what `codehone train` runs at its auto precision (fp32 on a CPU): packed
+                  rows flattened without padding, one causal attention call per example
+                  (no cross-example attention), completion-only token-normalised loss
+  codehone-mask   the same loss through the block-diagonal (B, 1, T, T) mask: the previous path
+  plain-fp32/-bf16  the loop people write first: the same packed rows, HF's built-in `labels`
+                  loss, one causal mask over the row (examples see each other: fast but contaminated)
+  trainer         transformers.Trainer, one example per row, padded to the longest in the
+                  batch (no packing), completion-only labels, --precision
+  sft             trl.SFTTrainer with its defaults (prompt/completion data), --precision
 
-Usage: python benchmarks/train_throughput.py DATASET_DIR [--size tiny] [--steps 8] [--precision fp32]
+Why the loop methods are interleaved step by step: the CPU is shared, and its load
+changes within seconds. Each round runs one step of every loop method on the same
+batch, in a rotating order, so a burst of load hits all of them about equally; the
+table gives the median tokens/s, the spread (min..max over rounds), and the median of
+the per-round ratios. Trainer and TRL own their loop, so they run as whole blocks
+between the interleaved rounds (median over --blocks).
+
+Usage: python benchmarks/train_throughput.py DATASET_DIR [--size tiny] [--rounds 12] [--blocks 2]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -31,36 +41,24 @@ from codehone.train.model import build_scratch
 from codehone.train.tokenizer import train_tokenizer, training_texts
 
 
-def time_steps(step_fn, warmup: int, steps: int) -> tuple[float, int]:
-    """(seconds, tokens) over `steps` calls after `warmup` untimed ones; step_fn returns its token count."""
-    for _ in range(warmup):
-        step_fn()
-    t0, n = time.perf_counter(), 0
-    for _ in range(steps):
-        n += step_fn()
-    return time.perf_counter() - t0, n
-
-
-def bench_codehone(model, items, args, pad_id, bf16):
-    b = data.Batches(items, args.seq_len, args.batch_rows, pad_id, seed=0, packing=True)
+def codehone_step(model, pad_id, bf16, mask_path=False):
+    """A step function: one `codehone train` optimizer step on a batch; returns its real tokens."""
     opt = loop.make_optimizer(model, 1e-3, 0.1)
     sch = loop.make_scheduler(opt, 0, 1000, 0.1)
 
-    def step():
-        mb = b.next()
+    def step(mb):
+        if mask_path:  # without the example lengths, token_losses takes the block-mask path
+            mb = {k: v for k, v in mb.items() if k != "doc_lens"}
         loop.train_step(model, opt, sch, [mb], bf16, 1.0)
-        return int((mb["input_ids"] != pad_id).sum())
-    return time_steps(step, args.warmup, args.steps)
+        return int(mb["row_lens"].sum())
+    return step
 
 
-def bench_plain(model, items, args, pad_id, bf16):
-    rows = data.pack(items, args.seq_len, seed=0)
+def plain_step(model, pad_id, bf16):
+    """A step function: the plain loop (HF labels loss, one causal mask over each packed row)."""
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    it = iter(range(0, 10**9, args.batch_rows))
 
-    def step():
-        i = next(it) % max(len(rows) - args.batch_rows, 1)
-        mb = data.collate(items, rows[i:i + args.batch_rows], pad_id, args.seq_len)
+    def step(mb):
         labels = torch.roll(mb["targets"], 1, dims=1)  # HF shifts labels itself
         with loop.autocast(torch.device("cpu"), bf16):
             out = model(input_ids=mb["input_ids"], labels=labels)
@@ -68,8 +66,8 @@ def bench_plain(model, items, args, pad_id, bf16):
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         opt.zero_grad(set_to_none=True)
-        return int((mb["input_ids"] != pad_id).sum())
-    return time_steps(step, args.warmup, args.steps)
+        return int(mb["row_lens"].sum())
+    return step
 
 
 def _hf_rows(items):
@@ -159,72 +157,122 @@ def bench_sft(model, tok, examples, args, bf16, avg_per_row):
     return timer.t1 - timer.t0, sum(counted[args.warmup:args.warmup + args.steps])
 
 
+LOOP_METHODS = {
+    "codehone": lambda m, pad: codehone_step(m, pad, loop.use_bf16("auto", torch.device("cpu"))),
+    "codehone-mask": lambda m, pad: codehone_step(m, pad, loop.use_bf16("auto", torch.device("cpu")), True),
+    "codehone-bf16": lambda m, pad: codehone_step(m, pad, True),
+    "plain-fp32": lambda m, pad: plain_step(m, pad, False),
+    "plain-bf16": lambda m, pad: plain_step(m, pad, True),
+}
+
+
+def run_block(name, model, tok, train, enc, args, avg_per_row):
+    """(seconds, tokens) of one Trainer / SFTTrainer block, or a string saying why it did not run."""
+    bf16 = args.precision == "bf16"
+    try:
+        if name == "trainer":
+            return bench_trainer(model, enc.items, args, tok.pad_token_id, bf16, avg_per_row)
+        try:
+            import trl  # noqa: F401
+        except ImportError:
+            return "trl not installed"
+        return bench_sft(model, tok, train, args, bf16, avg_per_row)
+    except Exception as e:  # a baseline that breaks is reported, not fatal
+        return f"failed: {type(e).__name__}: {str(e).splitlines()[0][:100]}"
+
+
+def spread(xs: list[float]) -> str:
+    return f"{min(xs):,.0f}..{max(xs):,.0f}" if xs else "-"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("dataset", type=Path)
     ap.add_argument("--size", default="tiny")
     ap.add_argument("--seq-len", type=int, default=1024)
     ap.add_argument("--batch-rows", type=int, default=4, help="packed rows per step")
-    ap.add_argument("--steps", type=int, default=8)
-    ap.add_argument("--warmup", type=int, default=2)
-    ap.add_argument("--rounds", type=int, default=2, help="interleaved rounds; each method keeps its best")
-    ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
-    ap.add_argument("--only", default="codehone,plain,trainer,sft")
+    ap.add_argument("--rounds", type=int, default=12, help="interleaved timed steps of every loop method")
+    ap.add_argument("--steps", type=int, default=6, help="timed steps per Trainer / SFTTrainer block")
+    ap.add_argument("--warmup", type=int, default=2, help="untimed steps first (rounds, and per block)")
+    ap.add_argument("--blocks", type=int, default=2, help="Trainer / SFTTrainer blocks, spread over the rounds")
+    ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16"], help="for trainer and sft")
+    ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--only", default="codehone,codehone-mask,plain-fp32,plain-bf16,trainer,sft")
     args = ap.parse_args()
-    torch.set_num_threads(os.cpu_count() or 1)
-    bf16 = args.precision == "bf16"
+    torch.set_num_threads(args.threads)
+    names = args.only.split(",")
+    unknown = [n for n in names if n not in LOOP_METHODS and n not in ("trainer", "sft")]
+    if unknown:
+        ap.error(f"unknown methods {unknown}")
     train = data.load_chat(data.split_file(args.dataset, "train"))
     cfg = TrainConfig(data=str(args.dataset), out="/tmp/unused", model={"size": args.size}, seq_len=args.seq_len)
     tok = train_tokenizer(training_texts(train), 2048 if args.size == "tiny" else 8192, 2)
     enc = data.encode(tok, train, args.seq_len)
-    rows = data.pack(enc.items, args.seq_len, seed=0)
-    avg_per_row = len(enc.items) / len(rows)
+    batches = data.Batches(enc.items, args.seq_len, args.batch_rows, tok.pad_token_id, seed=0, packing=True)
+    avg_per_row = len(enc.items) / batches.rows_per_epoch()
     n_params = sum(p.numel() for p in build_scratch(cfg, tok).parameters())
     print(f"data: {args.dataset} ({len(enc.items)} examples, {enc.dropped_long} dropped > {args.seq_len} tokens, "
           f"{avg_per_row:.2f} examples per packed row); model: {args.size} {n_params / 1e6:.2f}M params; "
-          f"{args.precision}; {args.steps} timed steps after {args.warmup} per round; threads {torch.get_num_threads()}")
-    results: dict[str, tuple[float, int] | str] = {}
-    # Rounds interleave the methods, and each keeps its best round: on a shared CPU another
-    # process's burst then slows one round of one method, not a whole method.
-    for rnd in range(args.rounds):
-        for name in args.only.split(","):
-            if isinstance(results.get(name), str):
-                continue
+          f"{args.rounds} interleaved rounds after {args.warmup}; trainer/sft {args.precision}, {args.blocks} blocks "
+          f"of {args.steps} steps; threads {torch.get_num_threads()}", flush=True)
+
+    loops = {}
+    for name in names:
+        if name in LOOP_METHODS:
             model = build_scratch(cfg, tok)  # same seed: same initial weights for every method
             model.train()
-            try:
-                if name == "codehone":
-                    r = bench_codehone(model, enc.items, args, tok.pad_token_id, bf16)
-                elif name == "plain":
-                    r = bench_plain(model, enc.items, args, tok.pad_token_id, bf16)
-                elif name == "trainer":
-                    r = bench_trainer(model, enc.items, args, tok.pad_token_id, bf16, avg_per_row)
-                elif name == "sft":
-                    try:
-                        import trl  # noqa: F401
-                    except ImportError:
-                        results[name] = "trl not installed"
-                        continue
-                    r = bench_sft(model, tok, train, args, bf16, avg_per_row)
-                else:
-                    r = f"unknown method {name!r}"
-            except Exception as e:  # a baseline that breaks is reported, not fatal
-                r = f"failed: {type(e).__name__}: {str(e).splitlines()[0][:100]}"
-            best = results.get(name)
-            if isinstance(r, str) or best is None or r[1] / r[0] > best[1] / best[0]:
-                results[name] = r
-            print(f"  round {rnd + 1} {name}: " + (f"{r[1] / r[0]:,.0f} tokens/s" if isinstance(r, tuple) else r),
-                  flush=True)
-    base = results.get("codehone")
-    base_tps = base[1] / base[0] if isinstance(base, tuple) else None
-    print(f"\nbest of {args.rounds} interleaved rounds\n| method | tokens/s | codehone / method |\n|---|---:|---:|")
-    for name, r in results.items():
-        if isinstance(r, tuple):
-            tps = r[1] / r[0]
-            ratio = f"{base_tps / tps:.2f}x" if base_tps and tps else "-"
-            print(f"| {name} | {tps:,.0f} | {ratio} |")
+            loops[name] = LOOP_METHODS[name](model, tok.pad_token_id)
+    blocks = [n for n in names if n not in LOOP_METHODS]
+    block_at = {round((i + 1) * args.rounds / (args.blocks + 1)) for i in range(args.blocks)}
+    tps: dict[str, list[float]] = {n: [] for n in names}
+    ratios: dict[str, list[float]] = {n: [] for n in loops if n != "codehone"}
+    failed: dict[str, str] = {}
+    order = list(loops)
+    for rnd in range(-args.warmup, args.rounds):
+        mb = batches.next()
+        times = {}
+        for name in order[rnd % len(order):] + order[:rnd % len(order)]:  # rotate who goes first
+            t0 = time.perf_counter()
+            n = loops[name](mb)
+            times[name] = time.perf_counter() - t0
+            if rnd >= 0:
+                tps[name].append(n / times[name])
+        if rnd >= 0 and "codehone" in times:
+            for name in ratios:
+                ratios[name].append(times[name] / times["codehone"])
+        if rnd >= 0:
+            print(f"  round {rnd + 1}: " + ", ".join(f"{k} {tps[k][-1]:,.0f}" for k in times), flush=True)
+        if rnd in block_at:
+            for name in blocks:
+                if name in failed:
+                    continue
+                model = build_scratch(cfg, tok)
+                model.train()
+                r = run_block(name, model, tok, train, enc, args, avg_per_row)
+                if isinstance(r, str):
+                    failed[name] = r
+                    print(f"  {name}: {r}", flush=True)
+                    continue
+                tps[name].append(r[1] / r[0])
+                print(f"  block {name}: {tps[name][-1]:,.0f} tokens/s", flush=True)
+
+    med = {n: statistics.median(v) for n, v in tps.items() if v}
+    print(f"\nmedian of {args.rounds} interleaved rounds (loops) / {args.blocks} blocks (trainer, sft); "
+          "ratio = codehone / method: loops as the median of per-round time ratios, blocks as median / median")
+    print("| method | tokens/s (median) | min..max | codehone / method |\n|---|---:|---:|---:|")
+    for name in names:
+        if name in failed:
+            print(f"| {name} | {failed[name]} | - | - |")
+            continue
+        if name == "codehone":
+            ratio = "1.00x"
+        elif name in ratios and ratios[name]:
+            ratio = f"{statistics.median(ratios[name]):.2f}x"
+        elif "codehone" in med and name in med:
+            ratio = f"{med['codehone'] / med[name]:.2f}x"
         else:
-            print(f"| {name} | {r} | - |")
+            ratio = "-"
+        print(f"| {name} | {med.get(name, 0):,.0f} | {spread(tps[name])} | {ratio} |")
 
 
 if __name__ == "__main__":

@@ -68,12 +68,29 @@ def test_packed_loss_equals_unpacked_per_example(tmp_path, tok):
         single = data.collate(items, [[i]], tok.pad_token_id)
         ce1, _ = loop.token_losses(model, single, bf16=False)
         assert float(ce1.sum()) == pytest.approx(per_packed[i], rel=1e-4, abs=1e-4)
-    # the same tokens with one causal mask over the whole row would see the previous examples
+    # the same tokens with one causal span over the whole row would see the previous examples
     leaky = dict(packed)
     leaky["attention_mask"] = None
+    leaky["doc_lens"] = packed["row_lens"]  # one "example" per row, as the packed path sees it
     leaky["position_ids"] = torch.arange(128).expand(len(rows), 128)
     ce_l, _ = loop.token_losses(model, leaky, bf16=False)
     assert not torch.allclose(ce_l * mask, ce * mask, atol=1e-4)
+
+
+def test_packed_attention_matches_the_block_mask_with_gradients(tmp_path, tok):
+    items = data.encode(tok, [example(i) for i in range(6)], 128).items
+    b = data.collate(items, data.pack(items, 128, seed=0), tok.pad_token_id, 128)
+    assert len(b["doc_lens"]) > len(b["row_lens"]) and int(b["row_lens"].sum()) < b["input_ids"].numel()
+    grads, losses = [], []
+    for batch in (b, {k: v for k, v in b.items() if k != "doc_lens"}):  # packed path, then block-mask path
+        model = _model(tmp_path, tok)
+        ce, _ = loop.token_losses(model, batch, bf16=False)
+        ce.sum().backward()
+        losses.append(ce)
+        grads.append(torch.cat([p.grad.flatten() for p in model.parameters()]))
+        assert model.config._attn_implementation == "sdpa", "packed attention must not stick to the model"
+    assert torch.allclose(losses[0], losses[1], atol=1e-5)
+    assert torch.allclose(grads[0], grads[1], atol=1e-4, rtol=1e-4)
 
 
 def test_batch4_equals_batch1_times_accum4(tmp_path, tok):

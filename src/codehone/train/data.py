@@ -136,6 +136,8 @@ def collate(items: list[tuple[list[int], list[int]]], rows: list[list[int]], pad
     Position ids restart at 0 for every example, and the boolean mask (B, 1, T, T)
     lets a token see only earlier tokens of its own example. Padding forms its
     own segment (so no row of the mask is empty) and has no targets.
+    `doc_lens` (the example lengths, row by row) and `row_lens` (the real tokens
+    of each row) let the trainer drop the padding and the mask (see packed.py).
     """
     width = seq_len or max(sum(len(items[i][0]) for i in r) for r in rows)
     B = len(rows)
@@ -143,6 +145,8 @@ def collate(items: list[tuple[list[int], list[int]]], rows: list[list[int]], pad
     tgt = torch.full((B, width), IGNORE, dtype=torch.long)
     pos = torch.zeros((B, width), dtype=torch.long)
     seg = torch.full((B, width), -1, dtype=torch.long)
+    doc_lens: list[int] = []
+    row_lens: list[int] = []
     for b, r in enumerate(rows):
         t = 0
         for s, i in enumerate(r):
@@ -152,13 +156,16 @@ def collate(items: list[tuple[list[int], list[int]]], rows: list[list[int]], pad
             tgt[b, t:t + n] = torch.tensor(y)
             pos[b, t:t + n] = torch.arange(n)
             seg[b, t:t + n] = s
+            doc_lens.append(n)
             t += n
+        row_lens.append(t)
         if t < width:
             pos[b, t:] = torch.arange(width - t)
             seg[b, t:] = len(r)
     causal = torch.ones(width, width, dtype=torch.bool).tril()
     mask = (seg[:, :, None] == seg[:, None, :]) & causal
-    return {"input_ids": ids, "targets": tgt, "position_ids": pos, "attention_mask": mask[:, None]}
+    return {"input_ids": ids, "targets": tgt, "position_ids": pos, "attention_mask": mask[:, None],
+            "doc_lens": torch.tensor(doc_lens, dtype=torch.long), "row_lens": torch.tensor(row_lens, dtype=torch.long)}
 
 
 class Batches:

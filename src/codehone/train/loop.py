@@ -18,6 +18,7 @@ import math
 import torch
 import torch.nn.functional as F
 
+from . import packed
 from .data import IGNORE
 
 
@@ -44,7 +45,7 @@ _PLAIN_HEAD = {"llama", "mistral", "qwen2", "qwen3"}
 
 
 def _decoder_and_head(model):
-    """(decoder, head) when logits may be computed for the target positions only, else None.
+    """(config, decoder, head) when logits may be computed for the target positions only, else None.
 
     Why: most positions of a chat example are prompt, with no target; projecting
     them onto the vocabulary is wasted work (the head is ~10% of a tiny model's
@@ -55,20 +56,42 @@ def _decoder_and_head(model):
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     if getattr(getattr(base, "config", None), "model_type", None) not in _PLAIN_HEAD:
         return None
-    return base.get_decoder(), base.get_output_embeddings()
+    return base.config, base.get_decoder(), base.get_output_embeddings()
+
+
+def _packed_losses(decoder, head, batch: dict, dev, bf16: bool) -> torch.Tensor:
+    """Per-position cross-entropy (B, T) through packed attention: padding dropped, one causal call per example."""
+    tgt = batch["targets"].to(dev)
+    real = torch.arange(tgt.shape[1], device=dev)[None] < batch["row_lens"].to(dev)[:, None]
+    t = tgt[real]
+    has = t != IGNORE
+    kw = {packed.DOC_LENS: batch["doc_lens"].tolist()}
+    with packed.packed_attention(decoder.config), autocast(dev, bf16):
+        hidden = decoder(input_ids=batch["input_ids"].to(dev)[real][None], position_ids=batch["position_ids"].to(
+            dev)[real][None], use_cache=False, **kw).last_hidden_state[0]
+        logits = head(hidden[has])
+    ce_sel = F.cross_entropy(logits.float(), t[has], reduction="none")
+    return torch.zeros(tgt.shape, dtype=ce_sel.dtype, device=dev).masked_scatter(tgt != IGNORE, ce_sel)
 
 
 def token_losses(model, batch: dict[str, torch.Tensor], bf16: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-position cross-entropy (0 where there is no target) and the target mask, in fp32."""
+    """Per-position cross-entropy (0 where there is no target) and the target mask, in fp32.
+
+    Three paths, one result: packed attention without padding (plain-head Llama-like
+    models, batches from `data.collate`), target-only logits through the block mask
+    (plain-head models otherwise), and the model's full forward (anything else).
+    """
     dev = next(model.parameters()).device
-    mask = batch.get("attention_mask")
-    kw = dict(input_ids=batch["input_ids"].to(dev), attention_mask=None if mask is None else mask.to(dev),
-              position_ids=batch["position_ids"].to(dev), use_cache=False)
     tgt = batch["targets"].to(dev)
     has = tgt != IGNORE
     split = _decoder_and_head(model)
+    if split is not None and "doc_lens" in batch and packed.supports(split[0], tgt.shape[1]):
+        return _packed_losses(split[1], split[2], batch, dev, bf16), has
+    mask = batch.get("attention_mask")
+    kw = dict(input_ids=batch["input_ids"].to(dev), attention_mask=None if mask is None else mask.to(dev),
+              position_ids=batch["position_ids"].to(dev), use_cache=False)
     if split is not None:
-        decoder, head = split
+        _, decoder, head = split
         with autocast(dev, bf16):
             hidden = decoder(**kw).last_hidden_state
             logits = head(hidden[has])
