@@ -24,7 +24,7 @@ from typer.testing import CliRunner
 from codehone.cli import app as cli
 from codehone.serve import ServeError
 from codehone.serve.api import Limits, create_app
-from codehone.serve.backends import GenParams, HFBackend, load_backend, render_chat, resolve_model
+from codehone.serve.backends import GenParams, HFBackend, load_backend, render_chat
 from codehone.serve.chat import ChatSession, repl
 from codehone.serve.mcp_server import Toolbox
 from serve_fixtures import make_tiny_model
@@ -87,11 +87,10 @@ def sse(resp: httpx.Response) -> list:
 # ---------------------------------------------------------------- backend
 
 
-def test_resolve_model_layouts(model_dir, tmp_path):
-    assert resolve_model(model_dir) == (model_dir / "model", None)
-    assert resolve_model(model_dir / "model") == (model_dir / "model", None)
+def test_load_errors_are_one_line(model_dir, tmp_path):
+    assert load_backend(model_dir / "model").context_length == 256  # the folder itself, as well as the run folder
     with pytest.raises(ServeError, match="not a model"):
-        resolve_model(tmp_path)
+        load_backend(tmp_path)
     with pytest.raises(ServeError, match="unknown backend"):
         load_backend(model_dir, "tflite")
 

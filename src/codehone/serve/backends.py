@@ -20,7 +20,6 @@ temperature, top_p and seed; `generate` offers none of that per row.
 from __future__ import annotations
 
 import inspect
-import json
 import random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -57,36 +56,6 @@ class Event:
 
 
 # ---------------------------------------------------------------- loading
-
-
-def resolve_model(path: str | Path) -> tuple[Path, Path | None]:
-    """(model folder, adapter folder or None) for an HF folder, a PEFT adapter or a train run folder.
-
-    A run folder's merged/full `model/` wins over its `adapter/`: it needs no base model.
-    """
-    p = Path(path)
-    if not p.exists():
-        raise ServeError(f"{p}: no such model folder")
-    if (p / "config.json").is_file():
-        return p, None
-    if (p / "adapter_config.json").is_file():
-        return _adapter_base(p), p
-    if (p / "model" / "config.json").is_file():
-        return p / "model", None
-    if (p / "adapter" / "adapter_config.json").is_file():
-        return _adapter_base(p / "adapter"), p / "adapter"
-    raise ServeError(f"{p}: not a model: expected an HF folder (config.json), a PEFT adapter "
-                     "(adapter_config.json) or a `codehone train` output folder (model/ or adapter/)")
-
-
-def _adapter_base(adapter: Path) -> Path:
-    try:
-        base = json.loads((adapter / "adapter_config.json").read_text()).get("base_model_name_or_path")
-    except (OSError, ValueError) as e:
-        raise ServeError(f"{adapter}/adapter_config.json: unreadable ({e})") from None
-    if not base or not (Path(base) / "config.json").is_file():
-        raise ServeError(f"{adapter}: its base model {base!r} is not a local HF folder (nothing is downloaded)")
-    return Path(base)
 
 
 def load_backend(path: str | Path, backend: str = "hf"):
@@ -147,23 +116,14 @@ class HFBackend:
 
     @classmethod
     def load(cls, path: str | Path) -> HFBackend:
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        """Through eval's loader (codehone.sampling.load_model), so eval and serve run the same model:
+        an HF folder, a PEFT adapter (merged onto its local base) or a train run's model/ or adapter/."""
+        from ..sampling import SamplingError, load_model
 
-        model_dir, adapter = resolve_model(path)
-        tok_dir = adapter if adapter is not None and (adapter / "tokenizer_config.json").is_file() else model_dir
         try:
-            tok = AutoTokenizer.from_pretrained(tok_dir)
-            model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
-        except (OSError, ValueError, KeyError) as e:
-            raise ServeError(f"{model_dir}: cannot load ({str(e).splitlines()[0]})") from None
-        if adapter is not None:
-            from peft import PeftModel
-
-            model = PeftModel.from_pretrained(model, adapter).merge_and_unload()
-        if not getattr(tok, "chat_template", None):
-            raise ServeError(f"{tok_dir}: the tokenizer has no chat template; chat prompts would not match "
-                             "training (train with codehone, or use /v1/completions with raw text)")
-        model.config.use_cache = True
+            model, tok = load_model(path)
+        except SamplingError as e:
+            raise ServeError(str(e)) from None
         return cls(model, tok, Path(path))
 
     def encode(self, text: str) -> list[int]:
