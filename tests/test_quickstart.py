@@ -51,14 +51,17 @@ def test_report_figures_come_from_the_stage_files(tmp_path):
               "messages": [{"role": "user", "content": "int f(void) { return 1; }"}],
               "verdict": {"ok": False, "stage": "execute", "diagnostics": [{"code": "mismatch", "message": "7 != 1"}]}}
     _write(d / "eval/samples.jsonl", json.dumps(sample) + "\n")
-    _write(d / "iterate/rounds.json", {"rounds": [{"round": 1, "metrics": {"prompts": 45, "samples": 180,
-                                                                          "assemble_rate": 0.3, "pass@1": 0.0611}}]})
+    _write(d / "iterate/round-01/round.json", {"round": 1, "init": "continue", "counts": {
+        "prompts": 60, "samples": 240, "passing": 9, "kept": 7}})
+    _write(d / "iterate/round-01/eval/metrics.json", {"prompts": 45, "samples": 180, "assemble_rate": 0.3,
+                                                       "pass@1": 0.0611})
+    _write(d / "iterate/rounds.json", {"rounds": [], "stopped": "plateau"})
     state = {"budget": {"minutes": 15}, "wall_seconds": 600, "stages": [
         {"name": "mine", "status": "ran", "seconds": 31.0, "command": "codehone mine -o q/mine"}]}
     md_path, html_path = write_report(d, state)
     md, page = md_path.read_text(), html_path.read_text()
     for figure in ("558", "376", "67.4%", "298", "407", "4.48M", "2.500 → 0.919", "25.0%", "5.0%",
-                   "pass@4 13.3%", "6.1%", "atomic.h not found", "7 != 1", "codehone mine -o q/mine"):
+                   "pass@4 13.3%", "6.1%", "9 passed the judge, 7 kept", "Iterate stopped: plateau", "atomic.h not found", "7 != 1", "codehone mine -o q/mine"):
         assert figure in md, figure
     assert "int f(void)" in md and "i32.const 7" in md
     assert "data:image/png;base64," not in page  # no PNGs were written, none embedded
@@ -97,7 +100,7 @@ def test_quickstart_end_to_end_tiny_budget(tmp_path):
     assert f"{ds['units_in']} / {ds['units_out']}" in md
     assert f"{100 * ev['assemble_rate']:.1f}%" in md and f"{100 * ev['pass@1']:.1f}%" in md
     assert md.count("The model's WAT:") == 3
-    assert "iterate round 1" in md
+    assert "iterate round 0 (start model)" in md and "Iterate round 1" in md
     assert "data:image/png;base64," in html
     state = json.loads((out / "quickstart.json").read_text())
     assert all(s["status"] == "ran" for s in state["stages"])

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -117,9 +118,24 @@ def plan(out: Path, budget: Budget, jobs: int = 0, mine_limit: int | None = None
                           "--set", f"iterate.max_new_tokens={b.max_new_tokens}",
                           "--set", f"iterate.train.max_steps={b.iterate_steps}",
                           "--set", f"iterate.eval.limit={b.eval_limit}", "--set", f"iterate.eval.n={b.eval_n}",
-                          "--set", f"iterate.eval.k={b.eval_n}", "--set", f"iterate.seed={seed}"],
+                          "--set", f"iterate.eval.k={b.eval_n}",
+                          "--set", f"iterate.eval.max_new_tokens={b.max_new_tokens}", "--set", f"iterate.seed={seed}"],
               "iterate/rounds.json"),
     ]
+
+
+def seed_round_zero(out: Path, log: Callable[[str], None]) -> None:
+    """Let iterate's round 0 (an eval of the same model with the same settings) reuse the eval stage's
+    generations: eval keys its generations.jsonl by a fingerprint of model and settings, so a copy
+    is picked up only when they match, and regenerated otherwise. Saves one full eval's sampling."""
+    src, dst = out / "eval", out / "iterate" / "round-00" / "eval"
+    if dst.exists() or not (src / "generations.meta.json").is_file():
+        return
+    dst.mkdir(parents=True)
+    for name in ("generations.jsonl", "generations.meta.json"):
+        if (src / name).is_file():
+            shutil.copy2(src / name, dst / name)
+    log("── iterate round 0 evaluates the same model as the eval stage: its generations are reused")
 
 
 def _run_stage(st: Stage, out: Path, env: dict[str, str], log: Callable[[str], None]) -> None:
@@ -171,6 +187,8 @@ def run_quickstart(out: Path, minutes: float = 15.0, jobs: int = 0, mine_limit: 
             st.seconds = (before.get(st.name) or {}).get("seconds")
             log(f"── {st.name}: done earlier ({st.done}), skipped")
             continue
+        if st.name == "iterate":
+            seed_round_zero(out, log)
         _run_stage(st, out, env, log)
         _save_state(state_path, budget, stages, time.monotonic() - t0)
         if st.status == "failed":

@@ -109,16 +109,20 @@ def _metrics_row(name: str, m: dict) -> list[str]:
 
 
 def _eval_blocks(d: Path) -> list[Block]:
+    """`codehone eval` of the trained model, then each iterate round's own eval/metrics.json."""
     before = _load(d / "eval" / "metrics.json")
-    rounds = _load(d / "iterate" / "rounds.json")
     rows = []
     if before:
         rows.append(_metrics_row("trained model (`codehone eval`)", before))
-    after_rounds = rounds.get("rounds", []) if isinstance(rounds, dict) else (rounds or [])
-    for r in after_rounds:
-        m = r.get("metrics") or r.get("eval") or {}
-        if m:
-            rows.append(_metrics_row(f"iterate round {r.get('round')}", m))
+    rounds = []
+    for rd in sorted((d / "iterate").glob("round-*")):
+        info = _load(rd / "round.json")
+        if info:
+            rounds.append(info)
+            m = _load(rd / "eval" / "metrics.json")
+            if m:
+                label = "iterate round 0 (start model)" if info.get("round") == 0 else f"iterate round {info.get('round')}"
+                rows.append(_metrics_row(label, m))
     if not rows:
         return [("p", "The eval stage did not finish.")]
     out: list[Block] = [("table", ["model", "prompts", "samples", "assembles", "pass@1", "pass@k", "stops at EOS"],
@@ -126,15 +130,23 @@ def _eval_blocks(d: Path) -> list[Block]:
     if before and before.get("failure_stages"):
         out.append(("p", "Where failing samples stopped (before iterate): " + ", ".join(
             f"{k}={v}" for k, v in sorted(before["failure_stages"].items(), key=lambda kv: -kv[1]))))
-    if after_rounds:
-        last = after_rounds[-1]
-        keep = {k: last.get(k) for k in ("samples", "passing", "kept", "unique", "init", "stopped", "reason")
-                if last.get(k) is not None}
-        if keep:
-            out.append(("p", "Last iterate round: " + ", ".join(f"{k}={v}" for k, v in keep.items())))
+    for info in rounds:
+        c = info.get("counts")
+        if c:
+            out.append(("p", f"Iterate round {info.get('round')} ({info.get('init', '?')} training): sampled "
+                             f"{c.get('samples')} completions for {c.get('prompts')} train prompts; {c.get('passing')} "
+                             f"passed the judge, {c.get('kept')} kept for fine-tuning."))
+    summary = _load(d / "iterate" / "rounds.json")
+    if isinstance(summary, dict) and summary.get("stopped"):
+        out.append(("p", f"Iterate stopped: {summary['stopped']}"))
     if (d / "iterate" / "rounds.png").is_file():
         out.append(("img", d / "iterate" / "rounds.png", "metrics per iterate round"))
     return out
+
+
+def _printable(text: str) -> str:
+    """Model output can hold control bytes (an undertrained model emits any token): show them as U+FFFD."""
+    return "".join(c if c.isprintable() or c in "\n\t" else "\ufffd" for c in text)
 
 
 def _sample_blocks(d: Path, n: int = 3) -> list[Block]:
@@ -152,11 +164,12 @@ def _sample_blocks(d: Path, n: int = 3) -> list[Block]:
             if want(s) and s not in picks and all(p.get("example_id") != s.get("example_id") for p in picks):
                 picks.append(s)
                 break
-    for s in samples:
-        if len(picks) >= n:
-            break
-        if s not in picks:
-            picks.append(s)
+    for distinct in (True, False):  # fill up, other prompts first
+        for s in samples:
+            if len(picks) >= n:
+                break
+            if s not in picks and not (distinct and any(p.get("example_id") == s.get("example_id") for p in picks)):
+                picks.append(s)
     out: list[Block] = []
     for i, s in enumerate(picks[:n], 1):
         v = s.get("verdict") or {}
@@ -165,9 +178,9 @@ def _sample_blocks(d: Path, n: int = 3) -> list[Block]:
         out.append(("h", 3, f"Sample {i}: {'PASS' if s.get('ok') else 'FAIL'} at stage {v.get('stage', '?')}"
                             f" ({s.get('mode', '')})"))
         out.append(("p", "Prompt:"))
-        out.append(("code", "text", user[:1500]))
+        out.append(("code", "text", _printable(user[:1500])))
         out.append(("p", "The model's WAT:"))
-        out.append(("code", "wat", (s.get("code") or s.get("completion") or "")[:2000]))
+        out.append(("code", "wat", _printable((s.get("code") or s.get("completion") or "")[:2000])))
         verdict = f"ok={v.get('ok')}, stage={v.get('stage')}"
         if v.get("counts"):
             verdict += ", " + ", ".join(f"{k}={x}" for k, x in v["counts"].items())
