@@ -266,3 +266,42 @@ def test_unexecutable_reference_is_reported_not_passed(mined, tmp_path):
     u = dict(units["is_lt"], meta={**units["is_lt"]["meta"], "module": "0" * 64})
     v = c_wat.judge(u["artifact"], unit=u, modules_dir=modules)
     assert not v.ok and v.diagnostics[0].code == "no_reference"
+
+
+def test_mine_records_parameter_types_from_dwarf_and_strips_it(mined):
+    units, modules = mined
+    from codehone import wasm_dwarf
+
+    cp = units["chain_value"]["meta"]["c_params"]
+    rec = cp["types"][cp["types"][cp["params"][0]]["to"]]
+    assert rec["k"] == "struct" and rec["size"] == 12
+    assert [f[0] for f in rec["fields"]] == [0, 4, 8]
+    nxt = cp["types"][rec["fields"][0][1]]
+    assert nxt["k"] == "ptr" and nxt["to"] == cp["types"][cp["params"][0]]["to"]  # struct rec *next: itself
+    assert cp["types"][rec["fields"][1][1]] == {"k": "int", "size": 4, "signed": True}
+    sa = units["sum_array"]["meta"]["c_params"]
+    assert [sa["types"][t]["k"] for t in sa["params"]] == ["ptr", "int"]
+    for u in units.values():  # the stored module is the one without debug sections
+        wasm = (modules / f"{u['meta']['module']}.wasm").read_bytes()
+        assert wasm_dwarf.split(wasm)[1] == {}
+
+
+def test_typed_inputs_build_linked_structs(mined):
+    from codehone.judges import c_wat_inputs as inputs
+
+    units, _ = mined
+    u = units["chain_value"]
+    cp = u["meta"]["c_params"]
+    params = param_kinds(u["signature"], "chain_value", ["i32"], ["i32"], cp)
+    assert [p.kind for p in params] == ["ptr"] and params[0].ctype == cp["types"][cp["params"][0]]["to"]
+    base = 1 << 20
+    valid = 0
+    for test in range(40):
+        inp = inputs.make_input(params, 0, test, base, (4242, 4243), (), (), cp["types"])
+        assert inp == inputs.make_input(params, 0, test, base, (4242, 4243), (), (), cp["types"])  # deterministic
+        p = inp.args[0]
+        if test % 4 == 3 or p == 0:
+            continue
+        nxt = int.from_bytes(inp.arena[p - base: p - base + 4], "little")
+        valid += nxt == 0 or base <= nxt < base + len(inp.arena)
+    assert valid >= 25  # typed: `next` is NULL or a real object, not a random word

@@ -31,7 +31,7 @@ from typing import Any
 
 from .records import Diagnostic, JsonlError, Verdict, read_jsonl, to_dict, write_text_atomic
 
-JUDGE_VERSION = "1"
+JUDGE_VERSION = "2"
 TARGETS = ("c-wat", "rust", "zig")
 
 

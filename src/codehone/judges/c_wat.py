@@ -22,13 +22,16 @@ end of memory, calls the function with the same arguments, and compares
     its size: the stack below it is dead after the return and may differ
     (zig's wasm-ld puts the stack first; otherwise all memory is compared),
   * every mutable global (the stack pointer must be restored),
-  * the log of calls to imports from other translation units.
+  * the log of calls to imports from other translation units,
+  * what it wrote to stdout and stderr.
 
 Traps: when the reference traps on an input (unreachable, out-of-bounds,
 division by zero, proc_exit, ...), the candidate must trap too. The kind of
 trap is not compared (two correct translations may fault at different points
-on undefined behaviour), nor is memory (a trap leaves it half-written); an
-exit code from proc_exit is compared. When the reference runs out of fuel or
+on undefined behaviour), nor is memory (a trap leaves it half-written). A
+proc_exit is a defined end, not a fault: the candidate must exit with the
+same code, and its output, import calls and memory are compared as after a
+return. When the reference runs out of fuel or
 time, or calls imports more than wasm_run.MAX_HOST_CALLS times, the test is
 *skipped*: nothing can be said about that input. The
 candidate gets the same wall clock and at most `10 * reference fuel + 1M`
@@ -346,6 +349,8 @@ def compare(ref: wasm_run.Outcome, cand: wasm_run.Outcome, keep_from: int) -> st
     if ref.kind in ("trap", "exit"):
         if cand.kind == ref.kind == "exit" and cand.message != ref.message:
             return f"expected {ref.message}, got {cand.message}"
+        if cand.kind == ref.kind == "exit":
+            return _effects(ref, cand, keep_from)  # an exit is a defined end: its effects must agree
         if cand.kind in ("trap", "exit"):
             return None
         return f"expected a trap ({ref.message}), got {_describe(cand)}"
@@ -355,6 +360,16 @@ def compare(ref: wasm_run.Outcome, cand: wasm_run.Outcome, keep_from: int) -> st
         return f"expected {_describe(ref)}, got {_describe(cand)}"
     if cand.globals != ref.globals:
         return f"mutable globals differ after the call: expected {ref.globals}, got {cand.globals}"
+    return _effects(ref, cand, keep_from)
+
+
+def _effects(ref: wasm_run.Outcome, cand: wasm_run.Outcome, keep_from: int) -> str | None:
+    """Imports called, output written, memory left: compared after a return or a proc_exit."""
+    if cand.output != ref.output:
+        i = next((k for k, (a, b) in enumerate(zip(ref.output, cand.output, strict=False)) if a != b),
+                 min(len(ref.output), len(cand.output)))
+        return (f"output differs at byte {i}: expected {ref.output[i:i + 40]!r}, "
+                f"got {cand.output[i:i + 40]!r}")
     if cand.log != ref.log or cand.host_calls != ref.host_calls:
         i = next((k for k, (a, b) in enumerate(zip(ref.log, cand.log, strict=False)) if a != b), min(len(ref.log), len(cand.log)))
         exp = ref.log[i] if i < len(ref.log) else "no call"
@@ -460,13 +475,15 @@ def _explorer(ref: Reference) -> explore.Explorer | None:
 
 def _execute(ref: Reference, cand: wasm_run.Prepared, unit: dict, tests: int, seed: int, fuel: int,
              timeout_s: float, memory_bytes: int, explore_runs: int) -> Verdict:
-    params = inputs.param_kinds(unit.get("signature", ""), unit["name"], ref.params, ref.results)
+    c_params = unit["meta"].get("c_params")
+    params = inputs.param_kinds(unit.get("signature", ""), unit["name"], ref.params, ref.results, c_params)
+    types = c_params.get("types") if c_params else None
     deadline = time.monotonic() + timeout_s
     kinds = [p.kind for p in params]
     consts = inputs.constants(ref.func.text + "\n" + ref.callees)
     hints = inputs.field_hints(ref.func.text + "\n" + ref.callees)
     fconsts = inputs.float_constants(ref.func.text)
-    base_inputs = [inputs.make_input(params, seed, i, ref.base, consts, hints, fconsts) for i in range(tests)]
+    base_inputs = [inputs.make_input(params, seed, i, ref.base, consts, hints, fconsts, types) for i in range(tests)]
     ekey = (seed, tests, explore_runs, fuel, memory_bytes)
     if explore_runs > 0 and ekey not in ref.extra:
         ex = _explorer(ref)

@@ -36,6 +36,8 @@ import numpy as np
 import tree_sitter_c
 from tree_sitter import Language, Node, Parser
 
+from . import c_wat_layout as layout
+
 ARENA_PAGES = 2  # 128 KiB of input memory per test
 # Zeroed pages grown after the arena: `buf->content + buf->offset`, with an offset that happens to
 # be an arena address, still lands in memory (zeros) instead of trapping, so the test compares
@@ -62,6 +64,7 @@ _POINTER_TYPEDEF = re.compile(r"^(va_list|__builtin_va_list|voidp|voidpf|voidpc|
 class Param:
     kind: str  # scalar | ptr | str | funcptr | ambiguous
     wasm: str  # i32 | i64 | f32 | f64
+    ctype: str | None = None  # type id in meta.c_params["types"]: what a ptr points to, a scalar's type
 
 
 @functools.cache
@@ -124,8 +127,65 @@ def _param_kind(p: Node, decl: Node | None = None) -> list[str]:
     return ["ambiguous"]
 
 
-def param_kinds(signature: str, name: str, wasm_params: list[str], wasm_results: list[str]) -> list[Param]:
-    """One Param per wasm parameter, from the C signature; unknown mappings fall back to `ambiguous`."""
+def _single(types: dict, tid: str | None) -> str | None:
+    """A struct/union/array of exactly one element is passed as that element (clang's wasm32 ABI)."""
+    for _ in range(8):
+        d = types.get(tid) if tid is not None else None
+        if d is None:
+            return tid
+        if d["k"] in ("struct", "union") and len(d["fields"]) == 1:
+            tid = d["fields"][0][1]
+        elif d["k"] == "array" and d["n"] == 1:
+            tid = d["of"]
+        else:
+            return tid
+    return tid
+
+
+def typed_kinds(c_params: dict, wasm_params: list[str], wasm_results: list[str]) -> list[Param] | None:
+    """One Param per wasm parameter from the DWARF types mine recorded, or None when they do not line up."""
+    types = c_params.get("types", {})
+    out: list[Param] = []
+    for tid in c_params.get("params", []):
+        tid = _single(types, tid)
+        d = types.get(tid) if tid is not None else None
+        if d is None:
+            out.append(Param("ambiguous", "i32"))
+        elif d["k"] == "float" and d["size"] == 16:
+            out += [Param("scalar", "i64", tid), Param("scalar", "i64", tid)]
+        elif d["k"] in ("int", "float"):
+            out.append(Param("scalar", "", tid))
+        elif d["k"] == "fptr":
+            out.append(Param("funcptr", "i32", tid))
+        elif d["k"] == "ptr":
+            to = d.get("to")
+            td = types.get(to) if to is not None else None
+            out.append(Param("str" if td is not None and td["k"] == "int" and td["size"] == 1 else "ptr", "i32", to))
+        else:  # a struct or array by value: a pointer to a copy
+            out.append(Param("ptr", "i32", tid))
+    if c_params.get("variadic"):
+        out.append(Param("ptr", "i32"))
+    if len(out) == len(wasm_params) - 1 and not wasm_results and wasm_params[:1] == ["i32"]:
+        ret = c_params.get("ret")
+        out.insert(0, Param("ptr", "i32", ret))  # struct returned through a hidden sret pointer
+    if len(out) != len(wasm_params):
+        return None
+    fixed = []
+    for p, t in zip(out, wasm_params, strict=True):
+        if t != "i32" and p.kind != "scalar":
+            return None  # the types disagree with the wasm signature: trust neither
+        fixed.append(Param(p.kind, t, p.ctype))
+    return fixed
+
+
+def param_kinds(signature: str, name: str, wasm_params: list[str], wasm_results: list[str],
+                c_params: dict | None = None) -> list[Param]:
+    """One Param per wasm parameter: from the recorded DWARF types when the unit has them, else from
+    the C signature; unknown mappings fall back to `ambiguous`."""
+    if c_params:
+        typed = typed_kinds(c_params, wasm_params, wasm_results)
+        if typed is not None:
+            return typed
     tree = _parser().parse((signature.strip().rstrip("{").strip() + " {}").encode("utf-8", "replace"))
     fd = _find_declarator(tree.root_node, name)
     kinds: list[str] | None = None
@@ -384,10 +444,18 @@ def _struct_tree(rng: random.Random, arena: bytearray, base: int, off: int,
 
 
 def make_input(params: list[Param], seed: int, test: int, base: int, consts: tuple[int, ...] = (),
-               hints: tuple[tuple[int, int, int], ...] = (), fconsts: tuple[float, ...] = ()) -> TestInput:
-    """Inputs for test number `test`: arguments, and the arena they point into."""
-    rng = random.Random(f"{seed}:{test}")
+               hints: tuple[tuple[int, int, int], ...] = (), fconsts: tuple[float, ...] = (),
+               types: dict | None = None) -> TestInput:
+    """Inputs for test number `test`: arguments, and the arena they point into.
+
+    With C types (`types`, from meta.c_params), three tests of four build typed objects
+    (c_wat_layout) for the pointer parameters; the fourth keeps the untyped pointer-rich
+    random content, which also tests what the types do not promise (aliasing, odd values).
+    """
     size = ARENA_PAGES * PAGE
+    if types and test % 4 != 3 and any(p.ctype is not None for p in params):
+        return _typed_input(params, seed, test, base, consts, hints, fconsts, types)
+    rng = random.Random(f"{seed}:{test}")
     arena = bytearray(_arena(seed, test, base, size, consts))
     nptr = max(1, sum(p.kind in ("ptr", "str", "ambiguous") for p in params))
     slot = (size - 4096) // nptr
@@ -417,3 +485,48 @@ def make_input(params: list[Param], seed: int, test: int, base: int, consts: tup
             earlier.append((p.wasm, v))
             args.append(v)
     return TestInput(args, bytes(arena), base, test)
+
+
+def _typed_input(params: list[Param], seed: int, test: int, base: int, consts: tuple[int, ...],
+                 hints: tuple[tuple[int, int, int], ...], fconsts: tuple[float, ...], types: dict) -> TestInput:
+    rng = random.Random(f"typed:{seed}:{test}")
+    size = ARENA_PAGES * PAGE
+    arena = layout.Arena(bytearray(_arena(seed, test, base, size, consts)), base, 0, size - 4096)
+    args: list[int | float] = []
+    earlier: list[tuple[str, int | float]] = []
+    for j, p in enumerate(params):
+        d = types.get(p.ctype) if p.ctype is not None else None
+        if p.kind in ("ptr", "str", "ambiguous"):
+            if test % 16 == 15 and rng.random() < 0.5:
+                args.append(0)
+                continue
+            if p.kind == "str" or d is None:
+                off = arena.alloc(128 if p.kind == "str" else 1024)
+                if off is None:
+                    args.append(base)
+                    continue
+                if p.kind == "str" or rng.random() < 0.25:
+                    s = text(rng, 96)
+                    arena.data[off:off + len(s)] = s
+                else:
+                    _struct_tree(rng, arena.data, base, off, hints, depth=2)
+            elif d["k"] in ("struct", "union"):
+                off = layout.new_object(rng, arena, p.ctype, types, consts, text, 3, {})
+            else:
+                off = layout.pointer(rng, arena, p.ctype, types, consts, text, 3, {}) - base
+                if off < 0:  # NULL
+                    args.append(0)
+                    continue
+            if rng.random() < 0.5:
+                _apply_hints(rng, arena.data, off, hints)
+            args.append(base + off)
+        elif p.kind == "funcptr":
+            args.append(rng.randint(0, 8))
+        else:
+            if d is not None and d.get("enum") and test >= 20 and rng.random() < 0.5:
+                v = _wrap(rng.choice(d["enum"]), p.wasm)
+            else:
+                v = scalar(rng, p.wasm, test, j, earlier, consts, fconsts)
+            earlier.append((p.wasm, v))
+            args.append(v)
+    return TestInput(args, bytes(arena.data), base, test)

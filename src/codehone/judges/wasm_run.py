@@ -10,8 +10,8 @@ Why wasmtime and these settings:
     `memory.grow` gets -1 instead of host memory.
   * NaN canonicalisation makes float results bit-for-bit deterministic, so
     memory holding floats can be compared byte for byte.
-  * WASI is wasmtime's own (`define_wasi`, no preopens, no inherited stdio,
-    no argv/env), except the calls whose answer changes from run to run or
+  * WASI is wasmtime's own (`define_wasi`, no preopens, no argv/env; stdout
+    and stderr are captured and compared), except the calls whose answer changes from run to run or
     which block: `clock_time_get`, `clock_res_get`, `random_get`, `poll_oneoff`
     and `sched_yield` are replaced by deterministic stubs, or reference and
     candidate would differ on `time()` alone (the clock and yield stubs fail
@@ -40,6 +40,7 @@ MAX_LOG = 256  # host-call log entries kept (and compared); the count is kept be
 # `while (deflate(...) == Z_OK)`) would take minutes. Past this many calls the call stops
 # and counts as running out of fuel.
 MAX_HOST_CALLS = 2_000
+MAX_OUTPUT = 1 << 16  # bytes of stdout + stderr kept (and compared)
 HOST_LIMIT = "codehone: host call limit"
 WASI = "wasi_snapshot_preview1"
 FIXED_TIME_NS = 1_700_000_000 * 10**9
@@ -75,6 +76,7 @@ class _State(threading.local):
     calls: int = 0
     stub_seed: int = 0  # varies the stubs' answers from test to test
     arena: int = 0  # where the input arena starts: stubs may return an address inside it
+    in_call: bool = False  # the function under test is running (not `_initialize`)
 
 
 _STATE = _State()
@@ -163,6 +165,30 @@ def _random_get(caller, buf, n):
     return 0
 
 
+# File and path calls that need a descriptor: with no preopens wasmtime answers EBADF to every one,
+# so the code that maps errnos (cloudlibc's `error == ENOTCAPABLE ? EBADF : error`, retries on
+# EINTR...) would only ever see one value. During the call under test they answer a seeded errno
+# instead (success now and then, with out-parameters left as they were). Before it (`_initialize`
+# walks the preopens) they answer EBADF, as wasmtime would.
+_WASI_REAL = {"fd_write", "fd_read", "fd_fdstat_get", "fd_prestat_get", "fd_prestat_dir_name"}
+_WASI_ERRNOS = (8, 76, 28, 44, 0, 2)  # EBADF, ENOTCAPABLE, EINVAL, ENOENT, success, EACCES
+
+
+def _stubbed_wasi(name: str) -> bool:
+    return name.startswith(("fd_", "path_")) and name not in _WASI_REAL
+
+
+def _wasi_stub(name: str):
+    def stub(*args):
+        if _STATE.log is None or not _STATE.in_call:
+            return 8
+        _record(f"wasi.{name}", args)
+        h = ((_STATE.stub_seed * 1_000_003 + _STATE.calls) * 2_654_435_761) & 0xFFFFFFFF
+        return _WASI_ERRNOS[(h >> 16) % len(_WASI_ERRNOS)]
+
+    return stub
+
+
 def _linker(module: wasmtime.Module) -> wasmtime.Linker:
     eng = engine()
     linker = wasmtime.Linker(eng)
@@ -178,6 +204,8 @@ def _linker(module: wasmtime.Module) -> wasmtime.Linker:
                        lambda: _record("wasi.sched_yield", ()) or _errno(), False)
     for imp in module.imports:
         if imp.module == WASI:
+            if _stubbed_wasi(imp.name or "") and isinstance(imp.type, wasmtime.FuncType):
+                linker.define_func(WASI, imp.name or "", imp.type, _wasi_stub(imp.name or ""))
             continue
         ty = imp.type
         if isinstance(ty, wasmtime.FuncType):
@@ -215,6 +243,7 @@ class Outcome:
     host_calls: int = 0
     fuel_used: int = 0
     seconds: float = 0.0
+    output: bytes = b""  # what the call wrote to stdout and stderr (capped at MAX_OUTPUT)
 
 
 @dataclass
@@ -256,10 +285,19 @@ def run(prep: Prepared, target: str, args: list, arena: bytes, arena_pages: int,
     store = wasmtime.Store(engine())
     store.set_limits(memory_size=limits.memory_bytes)
     wasi = wasmtime.WasiConfig()
+    output = bytearray()
+
+    def capture(data) -> int:  # stdout and stderr, interleaved as written, capped
+        if len(output) < MAX_OUTPUT:
+            output.extend(bytes(data)[: MAX_OUTPUT - len(output)])
+        return len(data)
+
+    wasi.stdout_custom = capture
+    wasi.stderr_custom = capture
     store.set_wasi(wasi)
     store.set_fuel(limits.fuel)
     store.set_epoch_deadline(max(1, int(limits.deadline_s / TICK_S) + 1))
-    _STATE.log, _STATE.calls, _STATE.stub_seed, _STATE.arena = [], 0, stub_seed, 0
+    _STATE.log, _STATE.calls, _STATE.stub_seed, _STATE.arena, _STATE.in_call = [], 0, stub_seed, 0, False
     mem = None
     try:
         inst = prep.pre.instantiate(store)
@@ -275,18 +313,25 @@ def run(prep: Prepared, target: str, args: list, arena: bytes, arena_pages: int,
             _STATE.arena = old * 65536
         _STATE.log, _STATE.calls = [], 0  # only the call under test is compared
         before = store.get_fuel()
+        _STATE.in_call = True
         res = _get(exports, target)(store, *args)
         used = before - store.get_fuel()
     except Exception as e:  # traps, exits, fuel, epoch: all are outcomes, never host errors
+        _STATE.in_call = False
         kind, msg = _classify(e, store, limits.fuel)
-        memory = _read(mem, store, keep_from, keep_to)[0] if memory_on_trap and mem is not None else b""
-        return Outcome(kind, message=msg, memory=memory, log=_STATE.log or [], host_calls=_STATE.calls,
-                       fuel_used=limits.fuel - _safe_fuel(store), seconds=time.monotonic() - t0)
+        # proc_exit is a defined end: what the call left in memory is compared like a return's.
+        keep = (memory_on_trap or kind == "exit") and mem is not None
+        memory, pages = _read(mem, store, keep_from, keep_to) if keep else (b"", 0)
+        return Outcome(kind, message=msg, memory=memory, memory_pages=pages, log=_STATE.log or [],
+                       host_calls=_STATE.calls, fuel_used=limits.fuel - _safe_fuel(store),
+                       seconds=time.monotonic() - t0, output=bytes(output))
+    _STATE.in_call = False
     values = res if isinstance(res, tuple) else (() if res is None else (res,))
     memory, pages = _read(mem, store, keep_from, keep_to) if mem is not None else (b"", 0)
     globs = tuple(_norm(_get(exports, g).value(store)) for g in prep.globals)
     return Outcome("return", tuple(_norm(v) for v in values), memory=memory, memory_pages=pages, globals=globs,
-                   log=_STATE.log, host_calls=_STATE.calls, fuel_used=used, seconds=time.monotonic() - t0)
+                   log=_STATE.log, host_calls=_STATE.calls, fuel_used=used, seconds=time.monotonic() - t0,
+                   output=bytes(output))
 
 
 def _read(mem: wasmtime.Memory, store: wasmtime.Store, keep_from: int, keep_to: int | None) -> tuple[bytes, int]:

@@ -26,7 +26,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .. import c_functions, sandbox, wat
+from .. import c_functions, sandbox, wasm_dwarf, wat
 from ..records import Unit, content_hash
 from ..sources import Source, read_text
 from ..toolchains import wabt, zig
@@ -39,7 +39,7 @@ WRAPPER_NAME = "__codehone_tu.c"
 
 BASE_CFLAGS = [
     "-target", "wasm32-wasi",
-    "-g0",
+    "-g",  # DWARF for parameter types and struct layouts (wasm_dwarf); stripped before storing
     "-fno-sanitize=all",
     "-ferror-limit=0",
     "-w",
@@ -509,6 +509,8 @@ def _build_pass(ctx: _Ctx, funcs: list[c_functions.CFunction], defines: list[str
     if not outcome.ok:
         detail = (outcome.detail or "").replace(str(ctx.source.root) + "/", "").replace(str(zig.zig_dir()), "<zig>")
         return file_failed(outcome.reason, detail)
+    outcome.wasm, debug = wasm_dwarf.split(outcome.wasm)
+    c_types = wasm_dwarf.function_types(debug, {f.name for f in funcs}, WRAPPER_NAME)
     invalid = module_error(outcome.wasm)
     if invalid:
         return file_failed("invalid_module", invalid)
@@ -583,6 +585,7 @@ def _build_pass(ctx: _Ctx, funcs: list[c_functions.CFunction], defines: list[str
                 "norm_hash": content_hash(normalized_source(f.source)),
                 "source_bytes": len(f.source.encode()),
                 "wat_lines": artifact.count("\n") + 1,
+                **({"c_params": c_types[f.name]} if f.name in c_types else {}),
             },
         )
         result.units.append(unit.__dict__)
