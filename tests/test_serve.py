@@ -245,3 +245,23 @@ def test_chat_session_history_trim_and_commands(backend):
     repl(s, lambda _: next(lines), out.append, notes.append)
     assert s.history == []  # /reset cleared what "hello" added
     assert any("history cleared" in n for n in notes) and any("unknown command" in n for n in notes)
+
+
+def test_export_runtime_backend_behind_the_same_api(backend, model_dir):
+    """The adapter for `codehone export` runtimes (int8/ONNX/GGUF), here over its torch runtime: same answers,
+    one request at a time (no batching), EOS from the runtime's own token loop."""
+    from codehone.export.runtime import HfLM
+    from codehone.serve.backends import RuntimeBackend
+
+    rt = RuntimeBackend(HfLM(model_dir / "model"), "hf-runtime", model_dir)
+    assert not rt.supports_batching
+    prompt = render_chat(backend.tokenizer, MSG)
+    want, _ = greedy(backend, prompt, 7)
+    assert greedy(rt, prompt, 7) == (want, "length")
+    with running(rt) as c:
+        r = c.post("/v1/chat/completions", json={"messages": MSG, "max_tokens": 7}).json()
+        assert r["choices"][0]["message"]["content"] == want and r["usage"]["completion_tokens"] == 7
+        with c.stream("POST", "/v1/chat/completions", json={"messages": MSG, "max_tokens": 7, "stream": True}) as s:
+            events = sse(s)
+        assert "".join(e["choices"][0]["delta"].get("content") or "" for e in events[:-1]) == want
+        assert c.get("/health").json()["max_batch"] == 1

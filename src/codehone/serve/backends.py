@@ -29,7 +29,7 @@ import torch
 
 from . import ServeError
 
-BACKENDS = ("hf", "onnx", "gguf")
+BACKENDS = ("hf", "int8", "onnx", "gguf")
 
 
 @dataclass
@@ -59,7 +59,7 @@ class Event:
 
 
 def load_backend(path: str | Path, backend: str = "hf"):
-    """The backend object for `path`: HFBackend here, or export's ONNX/GGUF runtime."""
+    """The backend object for `path`: HFBackend here, or export's int8/ONNX/GGUF runtime."""
     if backend not in BACKENDS:
         raise ServeError(f"unknown backend {backend!r}; available: {', '.join(BACKENDS)}")
     if backend == "hf":
@@ -215,24 +215,32 @@ class HFBackend:
         return int(torch.multinomial(probs, 1, generator=gen))
 
     def _delta(self, ids: list[int], sent: list[str], i: int) -> str:
-        """New text since the last piece; held back while it ends inside a multi-byte character."""
-        text = self.tokenizer.decode(ids, skip_special_tokens=True)
-        if text.endswith("\ufffd"):
-            return ""
-        piece, sent[i] = text[len(sent[i]):], text
-        return piece
+        return _delta(self.tokenizer, ids, sent, i)
 
     def _flush(self, ids: list[int], sent: list[str], i: int) -> str:
-        text = self.tokenizer.decode(ids, skip_special_tokens=True)
-        piece, sent[i] = text[len(sent[i]):], text
-        return piece
+        return _flush(self.tokenizer, ids, sent, i)
+
+
+def _delta(tok, ids: list[int], sent: list[str], i: int) -> str:
+    """New text since the last piece; held back while it ends inside a multi-byte character."""
+    text = tok.decode(ids, skip_special_tokens=True)
+    if text.endswith("\ufffd"):
+        return ""
+    piece, sent[i] = text[len(sent[i]):], text
+    return piece
+
+
+def _flush(tok, ids: list[int], sent: list[str], i: int) -> str:
+    text = tok.decode(ids, skip_special_tokens=True)
+    piece, sent[i] = text[len(sent[i]):], text
+    return piece
 
 
 # ---------------------------------------------------------------- export runtimes
 
 
 class RuntimeBackend:
-    """export's ONNX/GGUF runtime behind the same batch interface, one row at a time (no batching)."""
+    """export's int8/ONNX/GGUF runtime behind the same batch interface, one row at a time (no batching)."""
 
     supports_batching = False
 
@@ -241,32 +249,35 @@ class RuntimeBackend:
         self.name = name
         self.source = source
         self.tokenizer = runtime.tokenizer
-        self.context_length = getattr(runtime, "context_length", None)
+        n_ctx = getattr(runtime, "n_ctx", None)
+        self.context_length = n_ctx if n_ctx and n_ctx < (1 << 30) else None
 
     def encode(self, text: str) -> list[int]:
-        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        enc = getattr(self.runtime, "encode", None)
+        return list(enc(text)) if enc else self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
     def stream(self, prompt_text: str, **kw) -> Iterator[str]:
         return self.runtime.stream(prompt_text, **kw)
 
     def stream_batch(self, prompts: list[list[int]], params: list[GenParams],
                      stop: Callable[[int], str | None] | None = None) -> Iterator[Event]:
+        """Rows one after another, through the runtime's token loop (`generate_ids`), which stops at EOS."""
         for i, (p, gp) in enumerate(zip(prompts, params, strict=True)):
-            text = self.tokenizer.decode(p)
-            produced = ""
+            ids: list[int] = []
+            sent = [""]
             finish = "stop"
-            for piece in self.runtime.stream(text, max_tokens=gp.max_tokens, temperature=gp.temperature,
-                                             top_p=gp.top_p, seed=gp.seed):
+            for tok in self.runtime.generate_ids(p, max_tokens=gp.max_tokens, temperature=gp.temperature,
+                                                 top_p=gp.top_p, seed=gp.seed):
                 reason = stop(i) if stop else None
                 if reason:
                     finish = reason
                     break
-                produced += piece
-                yield Event(i, text=piece, tokens=1)
+                ids.append(tok)
+                yield Event(i, text=_delta(self.tokenizer, ids, sent, 0), tokens=1)
             else:
-                if len(self.encode(produced)) >= gp.max_tokens:
+                if len(ids) >= gp.max_tokens or (self.context_length and len(p) + len(ids) >= self.context_length):
                     finish = "length"
-            yield Event(i, finish=finish)
+            yield Event(i, text=_flush(self.tokenizer, ids, sent, 0), finish=finish)
 
 
 def render_chat(tok, messages: list[dict]) -> str:
