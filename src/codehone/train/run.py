@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from ..config import TrainConfig
-from . import checkpoint, data, loop
+from . import checkpoint, data, loop, qlora
 from .logs import MetricsLog, plot_losses
 from .model import ModelError, add_lora, build_scratch, default_vocab, load_pretrained, param_count
 from .tokenizer import ensure_chat_ready, train_tokenizer, training_texts
@@ -74,10 +74,7 @@ def setup(cfg: TrainConfig, out: Path, log: Callable[[str], None]):
     from transformers import AutoTokenizer
 
     if cfg.mode == "qlora":
-        dev = _device()
-        if dev.type != "cuda":
-            raise TrainError("train.mode=qlora needs a CUDA GPU (4-bit bitsandbytes); on a CPU use mode=lora")
-        raise TrainError("train.mode=qlora is not implemented yet in this build; use mode=lora")
+        qlora.check_ready(_device())  # before any loading: one line on a CPU or without bitsandbytes
     full_src, adapter_src = _phase_source(cfg.load_from) if cfg.load_from else (None, None)
     if cfg.mode == "scratch" and full_src is None:
         tdir = out / "tokenizer"
@@ -97,15 +94,18 @@ def setup(cfg: TrainConfig, out: Path, log: Callable[[str], None]):
                              "model (train the previous phase with merge: true)")
         src = full_src or _hf_dir(cfg.base_model or "", "base_model")
         return _load_tok(src), load_pretrained(src)
-    # lora
+    # lora, qlora: the same adapter on a base loaded in full precision or in 4-bit NF4
+    def load(p):
+        return qlora.load_4bit(p, cfg.gradient_checkpointing) if cfg.mode == "qlora" else load_pretrained(p)
+
     if full_src is not None:
-        return _load_tok(full_src), add_lora(load_pretrained(full_src), cfg)
+        return _load_tok(full_src), add_lora(load(full_src), cfg)
     if not cfg.base_model:
-        raise TrainError("train.base_model: lora needs the base model folder")
+        raise TrainError(f"train.base_model: {cfg.mode} needs the base model folder")
     base_dir = _hf_dir(cfg.base_model, "base_model")
     tok_src = adapter_src if adapter_src and (adapter_src / "tokenizer_config.json").is_file() else base_dir
     tok = _load_tok(tok_src)
-    base = load_pretrained(base_dir)
+    base = load(base_dir)
     if adapter_src is not None:
         from peft import PeftModel
 
@@ -127,7 +127,11 @@ def save_final(model, tok, cfg: TrainConfig, out: Path, merge: bool) -> list[Pat
         written.append(out / "adapter")
         if not merge:
             return written
-        model = model.merge_and_unload()
+        if cfg.mode == "qlora":  # merge into the bf16 base, not into 4-bit weights
+            full_src = _phase_source(cfg.load_from)[0] if cfg.load_from else None
+            model = qlora.merged_from_bf16_base(full_src or cfg.base_model, out / "adapter")
+        else:
+            model = model.merge_and_unload()
     model = getattr(model, "_orig_mod", model)  # torch.compile wrapper
     model.config.use_cache = True
     model.generation_config = gen
@@ -153,12 +157,13 @@ def run_train(cfg: TrainConfig, resume: bool = False, log: Callable[[str], None]
         out.mkdir(parents=True, exist_ok=True)
         torch.manual_seed(cfg.seed)
         tok, model = setup(cfg, out, log)
-    except (data.DataError, ModelError) as e:
+    except (data.DataError, ModelError, qlora.QLoraError) as e:
         raise TrainError(str(e)) from None
     dev = _device()
-    model.to(dev)
+    if cfg.mode != "qlora":  # a 4-bit model is placed on the GPU as it loads and refuses .to()
+        model.to(dev)
     bf16 = loop.use_bf16(cfg.precision, dev)
-    if cfg.gradient_checkpointing:
+    if cfg.gradient_checkpointing and cfg.mode != "qlora":  # qlora: set by prepare_model_for_kbit_training
         model.gradient_checkpointing_enable()
     model.train()
     n_params, n_train = param_count(model), param_count(model, trainable_only=True)
