@@ -859,6 +859,9 @@ def eval_(
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # the weight-loading bar of a 5M model is noise here
+    # generate() warns when a left-padded batch is wider than the context, although each row stops
+    # within its own (sampling.RowLimit); a warning about every batch would be noise too.
+    hf_logging.set_verbosity_error()
     try:
         try:
             metrics = run_eval(model, dataset, split=split, k=k, n=n, limit=limit, seed=seed,
