@@ -483,7 +483,9 @@ def _execute(ref: Reference, cand: wasm_run.Prepared, unit: dict, tests: int, se
     consts = inputs.constants(ref.func.text + "\n" + ref.callees)
     hints = inputs.field_hints(ref.func.text + "\n" + ref.callees)
     fconsts = inputs.float_constants(ref.func.text)
-    base_inputs = [inputs.make_input(params, seed, i, ref.base, consts, hints, fconsts, types) for i in range(tests)]
+    statics = inputs.static_addresses(ref.func.text + "\n" + ref.callees, ref.layout.keep_from, ref.base)
+    base_inputs = [inputs.make_input(params, seed, i, ref.base, consts, hints, fconsts, types, statics)
+                   for i in range(tests)]
     ekey = (seed, tests, explore_runs, fuel, memory_bytes)
     if explore_runs > 0 and ekey not in ref.extra:
         ex = _explorer(ref)
@@ -504,7 +506,7 @@ def _execute(ref: Reference, cand: wasm_run.Prepared, unit: dict, tests: int, se
         if r is None:
             r = wasm_run.run(ref.prepared, TARGET_EXPORT, inp.args, inp.arena, inputs.GROW_PAGES,
                              wasm_run.Limits(fuel, left, memory_bytes), ref.layout.keep_from,
-                             stub_seed=inp.stub_seed)
+                             stub_seed=inp.stub_seed, statics=inp.statics)
             if r.kind != "timeout":
                 ref.outcomes[key] = r
         if r.kind in ("fuel", "timeout", "error"):
@@ -517,7 +519,7 @@ def _execute(ref: Reference, cand: wasm_run.Prepared, unit: dict, tests: int, se
         budget = min(fuel, 10 * r.fuel_used + 1_000_000) if r.kind == "return" else fuel
         c = wasm_run.run(cand, TARGET_EXPORT, inp.args, inp.arena, inputs.GROW_PAGES,
                          wasm_run.Limits(budget, max(0.05, deadline - time.monotonic()), memory_bytes),
-                         ref.layout.keep_from, stub_seed=inp.stub_seed)
+                         ref.layout.keep_from, stub_seed=inp.stub_seed, statics=inp.statics)
         why = compare(r, c, ref.layout.keep_from)
         if why is None:
             counts["passed"] += 1

@@ -152,7 +152,7 @@ def _mutate(rng: random.Random, inp: inputs.TestInput, reads: list[int], params:
             at = 4 * rng.randrange(0, size // 4)
             arena[at:at + 4] = (_value(rng, consts, inp.base, size) & 0xFFFFFFFF).to_bytes(4, "little")
     stub = rng.getrandbits(16) if rng.random() < 0.2 else inp.stub_seed
-    return inputs.TestInput(args, bytes(arena), inp.base, stub)
+    return inputs.TestInput(args, bytes(arena), inp.base, stub, inp.statics)
 
 
 def explore(ex: Explorer, seeds: list[inputs.TestInput], params: list[inputs.Param], consts: tuple[int, ...],
@@ -168,7 +168,7 @@ def explore(ex: Explorer, seeds: list[inputs.TestInput], params: list[inputs.Par
     def run(inp: inputs.TestInput) -> tuple[set[int] | None, list[int]]:
         o = wasm_run.run(ex.prepared, "__codehone_target", inp.args, inp.arena, inputs.GROW_PAGES + 1, limits,
                          keep_from, keep_to=ex.cov_offset + keep_from + TRACE_BASE + 4 * TRACE_SLOTS,
-                         stub_seed=inp.stub_seed, memory_on_trap=True)
+                         stub_seed=inp.stub_seed, memory_on_trap=True, statics=inp.statics)
         if o.kind in ("fuel", "timeout", "error") or len(o.memory) < ex.cov_offset + TRACE_BASE:
             return None, []
         page = o.memory[ex.cov_offset: ex.cov_offset + TRACE_BASE + 4 * TRACE_SLOTS]

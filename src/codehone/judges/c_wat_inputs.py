@@ -351,6 +351,46 @@ class TestInput:
     arena: bytes  # written at `base` before the call
     base: int
     stub_seed: int = 0  # picks the answers of stubbed imports (wasm_run)
+    statics: tuple = ()  # (address, bytes) written into static data before the call
+
+
+_ABS_LOAD = re.compile(r"^\s*i32\.const (\d+)\s*\n\s*(i32|i64|f32|f64)\.load(8|16|32)?(?:_[su])?"
+                       r"(?:\s+offset=(\d+))?", re.M)
+
+
+def static_addresses(func_wat: str, lo: int, hi: int) -> tuple[tuple[int, int], ...]:
+    """(address, width) of every static the code loads from a constant address in [lo, hi).
+
+    `static cJSON_error global_error` or a libc's `errno`/locale state: the inputs never set
+    them, so code whose result depends on them was tested in one state only (the initial one).
+    """
+    out = {}
+    for m in _ABS_LOAD.finditer(func_wat):
+        addr = int(m.group(1)) + int(m.group(4) or 0)
+        width = int(m.group(3) or (32 if m.group(2) in ("i32", "f32") else 64)) // 8
+        if max(lo, 1024) <= addr and addr + width <= hi:
+            out[addr] = max(width, out.get(addr, 0))
+    return tuple(sorted(out.items()))[:32]
+
+
+def _static_values(rng: random.Random, statics: tuple[tuple[int, int], ...], base: int,
+                   consts: tuple[int, ...]) -> tuple:
+    """Seeded contents for the statics: NULL/zero, small numbers, constants, arena addresses, random."""
+    out = []
+    for addr, width in statics:
+        r = rng.random()
+        if r < 0.4:
+            continue  # keep the initial value
+        if r < 0.55:
+            v = rng.choice((1, 2, 3, 4, 8, 16, 255, -1))
+        elif r < 0.7 and consts:
+            v = rng.choice(consts) + rng.choice((0, 0, 1, -1))
+        elif r < 0.9:
+            v = base + rng.randrange(0, ARENA_PAGES * PAGE - 4096, 8)
+        else:
+            v = rng.getrandbits(8 * width)
+        out.append((addr, (v & ((1 << (8 * width)) - 1)).to_bytes(width, "little")))
+    return tuple(out)
 
 
 def constants(func_wat: str) -> tuple[int, ...]:
@@ -445,16 +485,25 @@ def _struct_tree(rng: random.Random, arena: bytearray, base: int, off: int,
 
 def make_input(params: list[Param], seed: int, test: int, base: int, consts: tuple[int, ...] = (),
                hints: tuple[tuple[int, int, int], ...] = (), fconsts: tuple[float, ...] = (),
-               types: dict | None = None) -> TestInput:
+               types: dict | None = None, statics: tuple[tuple[int, int], ...] = ()) -> TestInput:
     """Inputs for test number `test`: arguments, and the arena they point into.
 
     With C types (`types`, from meta.c_params), three tests of four build typed objects
     (c_wat_layout) for the pointer parameters; the fourth keeps the untyped pointer-rich
     random content, which also tests what the types do not promise (aliasing, odd values).
     """
-    size = ARENA_PAGES * PAGE
     if types and test % 4 != 3 and any(p.ctype is not None for p in params):
-        return _typed_input(params, seed, test, base, consts, hints, fconsts, types)
+        inp = _typed_input(params, seed, test, base, consts, hints, fconsts, types)
+    else:
+        inp = _untyped_input(params, seed, test, base, consts, hints, fconsts)
+    if statics and test % 2 == 1:  # half the tests keep static data as _initialize left it
+        inp.statics = _static_values(random.Random(f"statics:{seed}:{test}"), statics, base, consts)
+    return inp
+
+
+def _untyped_input(params: list[Param], seed: int, test: int, base: int, consts: tuple[int, ...],
+                   hints: tuple[tuple[int, int, int], ...], fconsts: tuple[float, ...]) -> TestInput:
+    size = ARENA_PAGES * PAGE
     rng = random.Random(f"{seed}:{test}")
     arena = bytearray(_arena(seed, test, base, size, consts))
     nptr = max(1, sum(p.kind in ("ptr", "str", "ambiguous") for p in params))

@@ -14,8 +14,12 @@ Why wasmtime and these settings:
     and stderr are captured and compared), except the calls whose answer changes from run to run or
     which block: `clock_time_get`, `clock_res_get`, `random_get`, `poll_oneoff`
     and `sched_yield` are replaced by deterministic stubs, or reference and
-    candidate would differ on `time()` alone (the clock and yield stubs fail
-    with a seeded errno now and then, so error paths get tested).
+    candidate would differ on `time()` alone (the clock, yield and poll stubs
+    fail with a seeded errno now and then, so error paths get tested; a
+    successful poll reports every subscription ready at once). File and path
+    calls (`fd_seek`, `path_open`, ...; not fd_read/fd_write/fd_fdstat_get or
+    the preopen walk) answer a seeded errno during the call under test, since
+    without preopens wasmtime would answer EBADF to every one of them.
   * Imports from other translation units ("env") are stubs that record their
     name and arguments and answer 0, 1, -1, 2 or an address in the input arena,
     picked by a hash of (the test's stub seed, the call count): not always 0,
@@ -27,7 +31,11 @@ Why wasmtime and these settings:
 
 from __future__ import annotations
 
+import atexit
 import ctypes
+import os
+import shutil
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -156,6 +164,28 @@ def _clock_res_get(caller, clock_id, out):
     return 0
 
 
+def _poll_oneoff(caller, sub, out, nsubs, nevents):
+    """Never sleeps. Outside the call under test ENOSYS; inside it, a seeded errno, or every
+    subscription reported as ready at once (so `sleep`'s and `clock_nanosleep`'s success paths run)."""
+    _record("wasi.poll_oneoff", (nsubs,))
+    err = _errno()
+    m = _mem(caller)
+    if not _STATE.in_call or m is None:
+        return 52
+    if err:
+        return err
+    n = max(0, min(nsubs, 16))
+    size = m.data_len(caller)
+    if sub < 0 or out < 0 or nevents < 0 or sub + 48 * n > size or out + 32 * n > size or nevents + 4 > size:
+        return 21  # EFAULT
+    for i in range(n):
+        s = m.read(caller, sub + 48 * i, sub + 48 * i + 9)
+        event = bytes(s[:8]) + b"\0\0" + bytes(s[8:9]) + bytes(21)  # userdata, error 0, type, no fd data
+        m.write(caller, event, out + 32 * i)
+    m.write(caller, n.to_bytes(4, "little"), nevents)
+    return 0
+
+
 def _random_get(caller, buf, n):
     _record("wasi.random_get", (n,))
     m = _mem(caller)
@@ -198,8 +228,7 @@ def _linker(module: wasmtime.Module) -> wasmtime.Linker:
     linker.define_func(WASI, "clock_time_get", wasmtime.FuncType([i32, i64, i32], [i32]), _clock_time_get, True)
     linker.define_func(WASI, "clock_res_get", wasmtime.FuncType([i32, i32], [i32]), _clock_res_get, True)
     linker.define_func(WASI, "random_get", wasmtime.FuncType([i32, i32], [i32]), _random_get, True)
-    linker.define_func(WASI, "poll_oneoff", wasmtime.FuncType([i32, i32, i32, i32], [i32]),
-                       lambda *a: _record("wasi.poll_oneoff", ()) or 52, False)  # ENOSYS: never sleep
+    linker.define_func(WASI, "poll_oneoff", wasmtime.FuncType([i32, i32, i32, i32], [i32]), _poll_oneoff, True)
     linker.define_func(WASI, "sched_yield", wasmtime.FuncType([], [i32]),
                        lambda: _record("wasi.sched_yield", ()) or _errno(), False)
     for imp in module.imports:
@@ -243,7 +272,7 @@ class Outcome:
     host_calls: int = 0
     fuel_used: int = 0
     seconds: float = 0.0
-    output: bytes = b""  # what the call wrote to stdout and stderr (capped at MAX_OUTPUT)
+    output: bytes = b""  # what the call wrote to stdout, then stderr (each capped at MAX_OUTPUT)
 
 
 @dataclass
@@ -272,28 +301,58 @@ def _classify(e: Exception, store: wasmtime.Store, fuel: int) -> tuple[str, str]
     return "error", str(e).splitlines()[0] if str(e) else type(e).__name__
 
 
+_OUT_DIR: list[str] = []
+
+
+def _output_path() -> str:
+    """A file per thread for the call's stdout/stderr. A file, not wasmtime's custom-output
+    callback: that one calls into Python from a runtime thread, which aborts the process when it
+    fires during interpreter shutdown."""
+    if not _OUT_DIR:
+        with _LOCK:
+            if not _OUT_DIR:
+                d = tempfile.mkdtemp(prefix="codehone-wasm-out-")
+                atexit.register(shutil.rmtree, d, True)
+                _OUT_DIR.append(d)
+    path = os.path.join(_OUT_DIR[0], f"{os.getpid()}-{threading.get_ident()}")
+    for fd in (".1", ".2"):
+        with open(path + fd, "wb"):
+            pass  # empty it
+    return path
+
+
+def _take_output(path: str) -> bytes:
+    """stdout, then a marker, then stderr (each file has its own offset: one shared file would
+    have the second stream overwrite the first)."""
+    out = []
+    for fd in (".1", ".2"):
+        try:
+            with open(path + fd, "rb") as f:
+                out.append(f.read(MAX_OUTPUT))
+        except OSError:
+            out.append(b"")
+    return out[0] + (b"\n[stderr]\n" + out[1] if out[1] else b"")
+
+
 def run(prep: Prepared, target: str, args: list, arena: bytes, arena_pages: int, limits: Limits,
-        keep_from: int, keep_to: int | None = None, stub_seed: int = 0, memory_on_trap: bool = False) -> Outcome:
+        keep_from: int, keep_to: int | None = None, stub_seed: int = 0, memory_on_trap: bool = False,
+        statics: tuple = ()) -> Outcome:
     """Fresh instance; `_initialize`; grow `arena_pages` and write the arena there; call `target`.
 
     `keep_from` is the first address compared afterwards (everything below it is the dead
     stack region); the arena is written at the old end of memory, which the caller must have
     used as `base` when building pointers. `memory_on_trap` keeps the memory of a trapped call
-    too (the input explorer reads its trace there; the judge never compares it).
+    too (the input explorer reads its trace there; the judge never compares it). `statics` are
+    (address, bytes) written after `_initialize`: seeded values for the static data the function
+    reads.
     """
     t0 = time.monotonic()
     store = wasmtime.Store(engine())
     store.set_limits(memory_size=limits.memory_bytes)
     wasi = wasmtime.WasiConfig()
-    output = bytearray()
-
-    def capture(data) -> int:  # stdout and stderr, interleaved as written, capped
-        if len(output) < MAX_OUTPUT:
-            output.extend(bytes(data)[: MAX_OUTPUT - len(output)])
-        return len(data)
-
-    wasi.stdout_custom = capture
-    wasi.stderr_custom = capture
+    out_path = _output_path()
+    wasi.stdout_file = out_path + ".1"
+    wasi.stderr_file = out_path + ".2"
     store.set_wasi(wasi)
     store.set_fuel(limits.fuel)
     store.set_epoch_deadline(max(1, int(limits.deadline_s / TICK_S) + 1))
@@ -311,6 +370,9 @@ def run(prep: Prepared, target: str, args: list, arena: bytes, arena_pages: int,
             old = mem.grow(store, arena_pages)
             mem.write(store, arena, old * 65536)
             _STATE.arena = old * 65536
+            for addr, data in statics:
+                if addr >= 0 and addr + len(data) <= old * 65536:
+                    mem.write(store, data, addr)
         _STATE.log, _STATE.calls = [], 0  # only the call under test is compared
         before = store.get_fuel()
         _STATE.in_call = True
@@ -319,6 +381,7 @@ def run(prep: Prepared, target: str, args: list, arena: bytes, arena_pages: int,
     except Exception as e:  # traps, exits, fuel, epoch: all are outcomes, never host errors
         _STATE.in_call = False
         kind, msg = _classify(e, store, limits.fuel)
+        output = _take_output(out_path)
         # proc_exit is a defined end: what the call left in memory is compared like a return's.
         keep = (memory_on_trap or kind == "exit") and mem is not None
         memory, pages = _read(mem, store, keep_from, keep_to) if keep else (b"", 0)
@@ -326,6 +389,7 @@ def run(prep: Prepared, target: str, args: list, arena: bytes, arena_pages: int,
                        host_calls=_STATE.calls, fuel_used=limits.fuel - _safe_fuel(store),
                        seconds=time.monotonic() - t0, output=bytes(output))
     _STATE.in_call = False
+    output = _take_output(out_path)
     values = res if isinstance(res, tuple) else (() if res is None else (res,))
     memory, pages = _read(mem, store, keep_from, keep_to) if mem is not None else (b"", 0)
     globs = tuple(_norm(_get(exports, g).value(store)) for g in prep.globals)
