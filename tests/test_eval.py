@@ -335,3 +335,16 @@ def test_samples_stop_at_the_context_and_do_not_depend_on_the_batch(model_dir):
     for n_prompt, cs in zip(lens, one, strict=True):
         for c in cs:
             assert c.new_tokens <= min(12, max(lens) + 4 - n_prompt)
+
+
+def test_row_sampler_draws_from_the_tempered_nucleus():
+    from codehone.sampling import RowSampler
+
+    logits = torch.tensor([[2.0, 1.0, 0.5, 0.0, -1.0]])
+    p = (logits / 0.8).softmax(-1)[0]
+    nucleus = p[:3] / p[:3].sum()  # 0.69 + 0.20 < 0.9 <= 0.69 + 0.20 + 0.11: three tokens are kept
+    rs = RowSampler([1], temperature=0.8, top_p=0.9, device=torch.device("cpu"))
+    draws = Counter(int(rs(None, logits).argmax()) for _ in range(4000))
+    assert set(draws) == {0, 1, 2}
+    for t in range(3):
+        assert draws[t] / 4000 == pytest.approx(float(nucleus[t]), abs=0.03)

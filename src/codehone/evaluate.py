@@ -33,7 +33,7 @@ from .records import JsonlAppender, JsonlError, read_jsonl, to_dict, write_jsonl
 __all__ = ["EvalError", "EvalSet", "load_eval_set", "generate_samples", "judge_samples", "run_eval", "pass_at_k"]
 
 # Bumped when sampling.py would draw different completions for the same inputs (invalidates generations.jsonl).
-SAMPLER_VERSION = 2
+SAMPLER_VERSION = 3
 
 Progress = Callable[[str, int, int], None]  # (phase "generate" | "judge", done, total)
 

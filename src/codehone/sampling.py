@@ -137,6 +137,9 @@ class RowSampler:
 
     Temperature, then nucleus (top-p) filtering as in HF's TopPLogitsWarper: the
     smallest set of tokens whose probability reaches `top_p` (at least one) is kept.
+    The draw is by inverse CDF: one uniform number per row from the row's
+    generator, looked up in the cumulative sorted probabilities (one sort and one
+    small `rand` per row and step; a `multinomial` per row was a third slower).
     """
 
     def __init__(self, seeds: list[int], temperature: float, top_p: float, device: torch.device):
@@ -148,15 +151,14 @@ class RowSampler:
             self.gens.append(g)
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        logits = scores.float() / self.temperature
+        probs = (scores.float() / self.temperature).softmax(-1)
+        sp, idx = torch.sort(probs, descending=True, dim=-1)
         if self.top_p < 1.0:
-            sorted_logits, idx = torch.sort(logits, descending=True, dim=-1)
-            cum = sorted_logits.softmax(-1).cumsum(-1)
-            drop = cum - sorted_logits.softmax(-1) >= self.top_p  # tokens after the nucleus is full
-            drop[..., 0] = False
-            logits = logits.masked_fill(drop.scatter(-1, idx, drop), float("-inf"))
-        probs = logits.softmax(-1)
-        picks = torch.stack([torch.multinomial(probs[b], 1, generator=g)[0] for b, g in enumerate(self.gens)])
+            sp = sp * ((sp.cumsum(-1) - sp) < self.top_p)  # keep tokens until the mass reaches top_p
+        cum = sp.cumsum(-1)
+        u = torch.cat([torch.rand(1, generator=g, device=scores.device) for g in self.gens])
+        at = torch.searchsorted(cum, (u * cum[:, -1])[:, None], right=True).clamp(max=cum.shape[-1] - 1)
+        picks = idx.gather(1, at)[:, 0]
         out = torch.full_like(scores, float("-inf"))
         out[torch.arange(out.shape[0]), picks] = 0.0
         return out
