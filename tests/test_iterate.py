@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from codehone import evaluate
 from codehone.cli import app
 from codehone.config import ConfigError
-from codehone.iterate import IterateError, normalise, run_iterate, select
+from codehone.iterate import IterateError, normalise, run_iterate, select, with_reference_name
 from codehone.iterate_config import IterateConfig, load_iterate_config
 from codehone.train import run as train_run
 from codehone.train.run import run_train
@@ -62,6 +62,11 @@ def test_select_dedups_per_prompt_and_best_of_k_takes_the_shortest():
     assert [k["code"] for k in best] == [s[0]["code"], s[4]["code"]]
     assert counts["kept"] == 2
     assert normalise("(func (; c ;) $f ;; x\n  nop)") == "(func $f nop)"
+    # a passing answer that named another function is kept under the reference's name (calls to itself too)
+    got = "(func $fp_environ (param i32)\n  call $fp_environ\n  call $fp_environ2)"
+    assert with_reference_name(got, "(func $barrier (param i32)") == \
+        "(func $barrier (param i32)\n  call $barrier\n  call $fp_environ2)"
+    assert with_reference_name("not wat", "(func $barrier)") == "not wat"
 
 
 def test_recipe_section_errors_are_one_line(tmp_path, world):

@@ -92,6 +92,22 @@ def select(samples: list[dict], keep: str) -> tuple[list[dict], dict[str, int]]:
     return kept, counts
 
 
+_WAT_FUNC = re.compile(r"^\s*\(func\s+\$([^\s()]+)")
+
+
+def with_reference_name(code: str, reference: str) -> str:
+    """WAT code with its function (and calls to itself) named as in the reference answer.
+
+    Why: the c-wat judge splices a candidate into the module by position, so a passing answer may
+    carry another function's name (`$fp_environ` for `fp_barrierf`); kept as it is, it would teach
+    the model wrong names. Code that is not a named WAT function is returned unchanged.
+    """
+    ref, got = _WAT_FUNC.match(reference or ""), _WAT_FUNC.match(code or "")
+    if not ref or not got or got.group(1) == ref.group(1):
+        return code
+    return re.sub(rf"\${re.escape(got.group(1))}(?=[\s()]|$)", lambda _m: "$" + ref.group(1), code)
+
+
 def as_example(s: dict, rnd: int, i: int) -> dict:
     """A kept sample as a chat training example: its prompt messages + the judged code as the answer."""
     messages = [m for m in s["messages"] if m.get("role") != "assistant"]
@@ -261,7 +277,15 @@ class Iterate:
                            batch_size=c.batch_size, jobs=c.jobs, seed=c.seed + r, what=f"round {r} sampling")
         secs["sample"] = round(time.monotonic() - t0, 1)
         samples = list(read_jsonl(d / "samples" / "samples.jsonl"))
+        refs = {str(row.get("id")): row["messages"][-1]["content"] for row in read_jsonl(prompts / "train.jsonl")}
+        renamed = 0
+        for smp in samples:
+            if smp.get("ok") and smp.get("code"):
+                fixed = with_reference_name(smp["code"], refs.get(smp["example_id"], ""))
+                if fixed != smp["code"]:
+                    smp["code_as_sampled"], smp["code"], renamed = smp["code"], fixed, renamed + 1
         kept, counts = select(samples, c.keep)
+        counts["renamed"] = renamed
         init_from = str(self.start_model) if c.init == "base" else latest
         info: dict[str, Any] = {"round": r, "init": c.init, "init_from": init_from, "sampled_from": latest,
                                 "counts": counts, "sampling_metrics": sm}

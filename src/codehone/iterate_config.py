@@ -127,7 +127,7 @@ class SweepConfig(_Strict):
         for key, values in v.items():
             if not values:
                 raise ValueError(f"{key}: an empty list of values")
-            if key.removeprefix("train.").split(".")[0] in MANAGED_TRAIN_KEYS:
+            if key.removeprefix("train.").split(".")[0] == "out":
                 raise ValueError(f"{key} is set by sweep for each trial")
         return v
 
