@@ -96,8 +96,8 @@ def write(out: Path, src: Source, model, tok, fmt: str, quant: str | None, info:
     lines += ["", "## This export", "", f"- Format: {name}. Files: {', '.join(info.get('files', []))}."]
     lines += [f"- {k}: {_fmt(v)}" for k, v in info.items() if k not in {"files", "q4_k_fallbacks", "converter"}]
     if info.get("q4_k_fallbacks"):
-        lines.append(f"- q4_k_m: {len(info['q4_k_fallbacks'])} tensors used llama.cpp's fallback type "
-                     "(rows not a multiple of 256).")
+        lines.append(f"- q4_k_m: llama.cpp says {'; '.join(info['q4_k_fallbacks'])} (K-quants need rows that "
+                     "are a multiple of 256; those tensors got its per-tensor fallback type).")
     tol = "reported only" if parity["tolerance"] is None else f"≤ {parity['tolerance']:g}"
     lines += [
         f"- Parity vs the source on {parity['prompts']} fixed prompts: max |logit diff| "

@@ -119,7 +119,7 @@ def _quantize_q4_k_m(src: Path, dst: Path) -> list[str]:
     if r.returncode or not dst.is_file():
         lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
         raise ExportError(f"llama_model_quantize q4_k_m failed: {lines[-1] if lines else r.returncode}")
-    return [ln.strip() for ln in r.stderr.splitlines() if "fallback" in ln.lower()]
+    return [ln.strip().split(": ", 1)[-1] for ln in r.stderr.splitlines() if "fallback" in ln.lower()]
 
 
 def write(model, tok, gen, out: Path, quant: str = "q8_0", llama_cpp: str | Path | None = None, log=print) -> dict:

@@ -14,7 +14,7 @@ import io
 import warnings
 from pathlib import Path
 
-from .runtime import ONNX_FILE
+from .runtime import ONNX_FILE, cache_kw, out_cache
 from .source import ExportError, save_companions
 
 
@@ -23,6 +23,7 @@ def _wrapper(model):
     from transformers import DynamicCache
 
     n_layers = model.config.num_hidden_layers
+    kw = cache_kw(model)
 
     class WithCache(torch.nn.Module):
         def __init__(self, m):
@@ -35,8 +36,8 @@ def _wrapper(model):
                 cache.update(past_keys[i], past_values[i], i)
             past = past_keys.shape[3]
             pos = torch.arange(input_ids.shape[1], device=input_ids.device).unsqueeze(0) + past
-            out = self.m(input_ids=input_ids, past_key_values=cache, position_ids=pos, use_cache=True)
-            c = out.past_key_values
+            out = self.m(input_ids=input_ids, position_ids=pos, use_cache=True, **{kw: cache})
+            c = out_cache(out)
             keys = torch.stack([c.layers[i].keys for i in range(n_layers)])
             values = torch.stack([c.layers[i].values for i in range(n_layers)])
             return out.logits, keys, values

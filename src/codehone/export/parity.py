@@ -30,11 +30,14 @@ PROMPTS = [
     [{"role": "user", "content": "Write the WAT for: int is_digit(int c) { return c >= '0' && c <= '9'; }"}],
 ]
 
-# Max |logit diff| allowed; None: reported, not bounded (the format changes the function).
 # Lossy formats: greedy tokens that must be identical on every prompt (the rest is reported).
 STRICT_PREFIX = 8
 
-TOLERANCE = {"merged": 1e-4, "onnx": 1e-4, "f16": 5e-2, "q8_0": 0.5, "int8": None, "q4_k_m": None}
+# Max |logit diff| allowed, as (rule, value): "abs" bounds it outright; "rel" bounds it by value x the
+# largest |logit| of the source on the prompts, since rounding weights to f16 or 8 bits makes an error
+# that grows with the logits' scale. None: reported, not bounded (the format changes the function).
+TOLERANCE = {"merged": ("abs", 1e-4), "onnx": ("abs", 1e-4), "f16": ("rel", 1e-2), "q8_0": ("rel", 5e-2),
+             "int8": None, "q4_k_m": None}
 
 
 def render(tok, messages) -> str:
@@ -45,8 +48,8 @@ def render(tok, messages) -> str:
 
 def check(ref: LM, exp: LM, kind: str, n_tokens: int = 32) -> dict:
     """Compare `exp` with `ref` on PROMPTS. `kind`: merged | int8 | onnx | f16 | q8_0 | q4_k_m."""
-    tol = TOLERANCE[kind]
-    rows, max_diff, agree, total, identical, prefix_ok = [], 0.0, 0, 0, True, True
+    rule = TOLERANCE[kind]
+    rows, max_diff, scale, agree, total, identical, prefix_ok = [], 0.0, 0.0, 0, 0, True, True
     tok_mismatch = []
     for messages in PROMPTS:
         text = render(ref.tokenizer, messages)
@@ -54,6 +57,7 @@ def check(ref: LM, exp: LM, kind: str, n_tokens: int = 32) -> dict:
         a, b = ref.logits(ids), exp.logits(ids)
         d = float(np.abs(a.astype(np.float64) - b.astype(np.float64)).max())
         max_diff = max(max_diff, d)
+        scale = max(scale, float(np.abs(a).max()))
         ga = list(ref.generate_ids(ids, max_tokens=n_tokens))
         gb = list(exp.generate_ids(ids, max_tokens=n_tokens))
         same = 0
@@ -70,7 +74,7 @@ def check(ref: LM, exp: LM, kind: str, n_tokens: int = 32) -> dict:
             margin = float(la[ga[same]] - la[gb[same]])
         else:
             margin = None
-        need = min(STRICT_PREFIX, len(ga)) if tol is None else len(ga)
+        need = min(STRICT_PREFIX, len(ga)) if rule is None else len(ga)
         prefix_ok &= full or same >= need
         row = {"prompt_tokens": len(ids), "ref_margin_at_divergence": margin, "max_abs_logit_diff": d, "greedy_identical": full,
                "ref_tokens": len(ga), "export_tokens": len(gb), "agree_before_divergence": same,
@@ -81,20 +85,24 @@ def check(ref: LM, exp: LM, kind: str, n_tokens: int = 32) -> dict:
             if lt != ids:
                 tok_mismatch.append(len(rows))
         rows.append(row)
+    tol = None if rule is None else rule[1] * (scale if rule[0] == "rel" else 1.0)
     logits_ok = tol is None or max_diff <= tol
     return {
         "kind": kind, "prompts": len(PROMPTS), "greedy_tokens": n_tokens,
-        "max_abs_logit_diff": max_diff, "tolerance": tol, "logits_within_tolerance": logits_ok,
+        "max_abs_logit_diff": max_diff, "tolerance": tol,
+        "tolerance_rule": None if rule is None else f"{rule[0]} {rule[1]:g}" + (
+            f" x max |source logit| {scale:.3g}" if rule[0] == "rel" else ""),
+        "logits_within_tolerance": logits_ok,
         "greedy_identical": identical, "greedy_agreement": agree / total if total else 1.0,
         "tokenization_mismatches": tok_mismatch,
-        "strict_prefix": None if tol is not None else STRICT_PREFIX,
+        "strict_prefix": None if rule is not None else STRICT_PREFIX,
         "passed": bool(logits_ok and prefix_ok and not tok_mismatch),
         "per_prompt": rows,
     }
 
 
 def summary_line(p: dict) -> str:
-    tol = "reported, no bound" if p["tolerance"] is None else f"tolerance {p['tolerance']:g}"
+    tol = "reported, no bound" if p["tolerance"] is None else f"tolerance {p['tolerance']:.3g} = {p['tolerance_rule']}"
     verdict = "PASS" if p["passed"] else "FAIL"
     rule = "" if p.get("strict_prefix") is None else f" (first {p['strict_prefix']} required)"
     return (f"parity {verdict} ({p['kind']}): max |logit diff| {p['max_abs_logit_diff']:.3g} ({tol}); "

@@ -47,6 +47,18 @@ def eos_ids(folder: Path, tokenizer) -> set[int]:
     return ids
 
 
+def cache_kw(model) -> str:
+    """The forward() keyword for the KV cache: `cache` from transformers 5.24, `past_key_values` before."""
+    import inspect
+
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
+def out_cache(out):
+    c = getattr(out, "cache", None)
+    return out.past_key_values if c is None else c
+
+
 def pick(logits: np.ndarray, temperature: float, top_p: float, rng: np.random.Generator) -> int:
     """Greedy (temperature 0: argmax, ties to the lowest id) or nucleus sampling."""
     if temperature <= 0:
@@ -134,6 +146,7 @@ class TorchLM(LM):
         self.eos = eos_ids(folder, tokenizer) if folder else {int(tokenizer.eos_token_id)}
         self.n_ctx = int(getattr(model.config, "max_position_embeddings", 1 << 30))
         self._past = None
+        self._kw = cache_kw(self.model)
 
     def logits(self, input_ids: list[int]) -> np.ndarray:
         with self.torch.inference_mode():
@@ -141,8 +154,8 @@ class TorchLM(LM):
 
     def _run(self, ids: list[int], past) -> np.ndarray:
         with self.torch.inference_mode():
-            out = self.model(self.torch.tensor([ids]), past_key_values=past, use_cache=True)
-        self._past = out.past_key_values
+            out = self.model(self.torch.tensor([ids]), use_cache=True, **{self._kw: past})
+        self._past = out_cache(out)
         return out.logits[0, -1].float().numpy()
 
     def _prefill(self, ids: list[int]) -> np.ndarray:
@@ -269,9 +282,9 @@ class GgufLM(LM):
         self.ll = llama_cpp
         self.file = find_gguf(path)
         self.threads = threads or os.cpu_count() or 1
-        self.model = llama_cpp.Llama(str(self.file), n_ctx=n_ctx or 0, n_threads=self.threads,
+        self.model = llama_cpp.Llama(str(self.file), n_ctx=n_ctx or 0, n_threads=self.threads,  # 0: trained ctx
                                      n_threads_batch=self.threads, logits_all=False, verbose=False)
-        self.n_ctx = self.model.n_ctx()
+        self.n_ctx = min(self.model.n_ctx(), self.model._model.n_ctx_train())  # llama.cpp rounds n_ctx up
         self.metadata = dict(self.model.metadata)
         folder = self.file.parent
         self.tokenizer = _hf_tokenizer(folder) if (folder / "tokenizer_config.json").is_file() else None
