@@ -58,6 +58,10 @@ int chain_value(const struct rec *r) {
     if (!r->next || r->next->tag != 4243) return -2;
     return r->value * 2 + r->next->value;
 }
+
+static int err_a, err_b;
+void set_errors(int a, int b) { err_a = a; err_b = b; }
+int error_sum(void) { return err_a + err_b; }
 """
 
 
@@ -68,7 +72,7 @@ def mined(tmp_path_factory) -> tuple[dict[str, dict], Path]:
     out = tmp_path_factory.mktemp("out")
     run_mine([resolve(str(root))], out, MineConfig(jobs=1))
     units = {u["name"]: u for u in read_jsonl(out / "units.jsonl")}
-    assert len(units) == 10, sorted(units)
+    assert len(units) == 12, sorted(units)
     return units, out / "modules"
 
 
@@ -305,3 +309,52 @@ def test_typed_inputs_build_linked_structs(mined):
         nxt = int.from_bytes(inp.arena[p - base: p - base + 4], "little")
         valid += nxt == 0 or base <= nxt < base + len(inp.arena)
     assert valid >= 25  # typed: `next` is NULL or a real object, not a random word
+
+
+def test_static_data_is_seeded(mined):
+    # err_a + err_b are 0 after _initialize: 0 + 0 == 0 - 0, so only seeded statics tell them apart.
+    units, _ = mined
+    bad = mutate(units["error_sum"]["artifact"], "i32.add", "i32.sub")
+    v = judge(mined, "error_sum", bad)
+    assert not v.ok and v.stage == "execute" and v.diagnostics[0].code == "mismatch", v.diagnostics
+
+
+WAT_IO = """(module
+  (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_datasync" (func $sync (param i32) (result i32)))
+  (import "wasi_snapshot_preview1" "proc_exit" (func $x (param i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 100) "hello")
+  (func $io (param i32) (i32.store (i32.const 0) (i32.const 100)) (i32.store (i32.const 4) (local.get 0)))
+  (func (export "say") (param i32) (result i32)
+    (call $io (local.get 0))
+    (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))
+    i32.const 7)
+  (func (export "say_exit") (param i32)
+    (call $io (local.get 0))
+    (drop (call $w (i32.const 2) (i32.const 0) (i32.const 1) (i32.const 8)))
+    (i32.store (i32.const 200) (local.get 0))
+    (call $x (i32.const 3)))
+  (func (export "sync") (param i32) (result i32) (call $sync (local.get 0))))"""
+
+
+def test_output_and_exit_effects_are_compared():
+    prep = wasm_run.prepare(bytes(wasmtime.wat2wasm(WAT_IO)), [])
+    lim = wasm_run.Limits(10**6, 5.0, 1 << 24)
+    a, b = (wasm_run.run(prep, "say", [n], b"", 0, lim, 0) for n in (5, 4))
+    assert a.output == b"hello" and b.output == b"hell" and a.values == b.values
+    assert "output differs at byte 4" in c_wat.compare(a, b, 0)
+    x, y = (wasm_run.run(prep, "say_exit", [n], b"", 0, lim, 0) for n in (5, 4))
+    assert x.kind == y.kind == "exit" and x.output == b"\n[stderr]\nhello"
+    assert "output differs" in c_wat.compare(x, y, 0)
+    z = wasm_run.run(prep, "say_exit", [5], b"", 0, lim, 0)
+    assert c_wat.compare(x, z, 0) is None
+
+
+def test_file_calls_answer_seeded_errnos():
+    # Without preopens wasmtime answers EBADF to everything; the stubs vary it, deterministically.
+    prep = wasm_run.prepare(bytes(wasmtime.wat2wasm(WAT_IO)), [])
+    lim = wasm_run.Limits(10**6, 5.0, 1 << 24)
+    got = [wasm_run.run(prep, "sync", [3], b"", 0, lim, 0, stub_seed=s).values[0] for s in range(40)]
+    assert {8, 76, 0} <= set(got)
+    assert got == [wasm_run.run(prep, "sync", [3], b"", 0, lim, 0, stub_seed=s).values[0] for s in range(40)]
