@@ -157,7 +157,10 @@ def generate_samples(model, tok, evalset: EvalSet, *, n: int, temperature: float
     have: dict[tuple[str, int], dict] = {}
     if cache is not None:
         meta = cache.with_suffix(".meta.json")
-        same = meta.is_file() and fingerprint is not None and json.loads(meta.read_text()) == fingerprint
+        try:
+            same = meta.is_file() and fingerprint is not None and json.loads(meta.read_text()) == fingerprint
+        except ValueError:  # a damaged meta file: generate afresh
+            same = False
         if same and cache.is_file():
             for g in read_jsonl(cache, errors=[]):
                 have[(g["example_id"], g["k"])] = g
@@ -317,14 +320,14 @@ def run_eval(model, dataset, *, split: str = "test", k: int = 1, n: int | None =
     write_text_atomic(out / "metrics.json", json.dumps(metrics, indent=2, sort_keys=True))
     if history:
         hdir = Path(model_dir) if model_dir is not None else out.parent
-        append_history(hdir, metrics)
+        append_history(hdir, metrics, log=log)
     return metrics
 
 
 HISTORY_KEYS = ("pass@1", "assemble_rate", "compile_rate", "stopped_at_eos_rate")
 
 
-def append_history(model_dir: Path, metrics: dict) -> None:
+def append_history(model_dir: Path, metrics: dict, log: Callable[[str], None] = print) -> None:
     """One line per eval run in MODEL_DIR/history.jsonl, and history.png redrawn from all of them."""
     row = {"time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
            **{key: v for key, v in metrics.items() if key != "by_mode"}}
@@ -333,7 +336,7 @@ def append_history(model_dir: Path, metrics: dict) -> None:
     try:
         plot_history(model_dir / "history.jsonl", model_dir / "history.png")
     except (ImportError, OSError, ValueError) as e:  # a plot is a view; the JSONL is the record
-        print(f"note: history.png not drawn ({e})")
+        log(f"note: history.png not drawn ({e})")
 
 
 def plot_history(history: Path, png: Path) -> None:
