@@ -85,7 +85,11 @@ class DocsIndex:
         import bm25s
 
         docs = []
-        for u in read_jsonl(units):
+        try:
+            rows = list(read_jsonl(units))
+        except (OSError, ValueError) as e:  # JsonlError is a ValueError: a bad line, said in one line
+            raise ServeError(f"{units}: cannot read units ({e})") from None
+        for u in rows:
             if not u.get("name"):
                 continue
             docs.append({"id": u.get("id"), "name": u["name"], "signature": " ".join((u.get("signature") or "").split()),
