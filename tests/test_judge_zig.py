@@ -189,3 +189,26 @@ def test_memory_leak_in_test_fails():
     assert not v.ok and v.stage == "test"
     assert v.counts["tests_leaked"] == 1 and v.counts["tests_failed"] == 1 and v.counts["tests_passed"] == 1
     assert any(d.code == "test_leak" and "test.leak" in d.message for d in v.diagnostics)
+
+
+def test_worker_cache_is_put_back_exactly(tmp_path):
+    # What a compile leaves in the writable cache copy must not reach the next candidate.
+    from codehone.judges.zig import _WorkerCache
+
+    seed = tmp_path / "seed"
+    (seed / "z").mkdir(parents=True)
+    (seed / "z" / "a").write_bytes(b"zir")
+    (seed / "h").mkdir()
+    (seed / "h" / "m").write_text("manifest")
+    wc = _WorkerCache(seed)
+    assert wc.restore() == 0
+    (wc.dir / "z" / "a").write_bytes(b"poisoned")  # modified
+    (wc.dir / "h" / "m").unlink()  # removed
+    (wc.dir / "o").mkdir()  # added folder with a file
+    (wc.dir / "o" / "x.o").write_bytes(b"obj")
+    (wc.dir / "z" / "new").write_bytes(b"added")
+    assert wc.restore() == 4
+    assert (wc.dir / "z" / "a").read_bytes() == b"zir" and (wc.dir / "h" / "m").read_text() == "manifest"
+    assert not (wc.dir / "o").exists() and not (wc.dir / "z" / "new").exists()
+    assert wc.restore() == 0
+    assert (seed / "z" / "a").read_bytes() == b"zir"  # the seed itself was never touched
