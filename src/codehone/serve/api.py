@@ -290,7 +290,7 @@ def create_app(backend, model_id: str, limits: Limits | None = None, api_key: st
         except ServeError as e:
             raise APIError(400, str(e), param="messages") from None
         params = srv.params(req, req.max_completion_tokens or req.max_tokens)
-        return await _respond(srv, prompt, params, req, chat=True)
+        return await _respond(srv, request, prompt, params, req, chat=True)
 
     @app.post("/v1/completions")
     async def completions(request: Request):
@@ -301,12 +301,21 @@ def create_app(backend, model_id: str, limits: Limits | None = None, api_key: st
             if len(prompt) != 1:
                 raise APIError(400, "prompt: exactly one prompt per request", param="prompt")
             prompt = prompt[0]
-        return await _respond(srv, prompt, srv.params(req, req.max_tokens), req, chat=False)
+        return await _respond(srv, request, prompt, srv.params(req, req.max_tokens), req, chat=False)
 
     return app
 
 
-async def _respond(srv: Server, prompt: str, params: GenParams, req: _Common, chat: bool):
+async def _cancel_on_disconnect(request: Request, job: Job, every_s: float = 0.25) -> None:
+    """A client that hangs up frees its row in the batch (a stream learns it from the failed write)."""
+    while not job.cancelled:
+        if await request.is_disconnected():
+            job.cancelled = True
+            return
+        await asyncio.sleep(every_s)
+
+
+async def _respond(srv: Server, request: Request, prompt: str, params: GenParams, req: _Common, chat: bool):
     stops = _stops(req.stop)
     job = srv.job(prompt, params)
     col = _Collector(job, stops, srv.limits.timeout_s)
@@ -316,10 +325,12 @@ async def _respond(srv: Server, prompt: str, params: GenParams, req: _Common, ch
     usage = lambda: {"prompt_tokens": len(job.prompt), "completion_tokens": col.tokens,  # noqa: E731
                      "total_tokens": len(job.prompt) + col.tokens}
     if not req.stream:
+        watch = asyncio.create_task(_cancel_on_disconnect(request, job))
         try:
             while await col.next() is not None:
                 pass
         finally:
+            watch.cancel()
             job.cancelled = True  # the client may be gone; nothing more is needed either way
         col.check()
         choice: dict[str, Any] = {"index": 0, "finish_reason": col.finish_reason}
