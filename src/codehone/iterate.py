@@ -381,16 +381,22 @@ def _first_difference(a: Any, b: Any, path: str = "") -> str | None:
     return None if a == b else f"{path}: {a!r} then, {b!r} now"
 
 
-COLUMNS = ("round", "init", "prompts", "samples", "passing", "unique", "kept", "train_examples",
+COLUMNS = ("round", "init", "prompts", "samples", "passing", "sampled pass@1", "unique", "kept", "train_examples",
            "assemble_rate", "pass@1", "pass@k", "metric", "seconds", "status")
 
 
 def table_row(d: dict, metric: str) -> dict:
-    """One round as a flat row (the same row feeds the rich table, rounds.md and rounds.json)."""
+    """One round as a flat row (the same row feeds the rich table, rounds.md and rounds.json).
+
+    `sampled pass@1` is the pass rate of the round's samples on its training prompts, drawn from the
+    previous round's model: the quantity the loop optimises, which can move while the eval split's
+    pass@1 does not (for example when the eval prompts are all longer than anything the model passes).
+    """
     c, m = d.get("counts") or {}, d.get("metrics") or {}
     k = next((key for key in m if key.startswith("pass@") and key != "pass@1"), None)
     return {"round": d["round"], "init": d.get("init", "-"), "prompts": c.get("prompts"),
-            "samples": c.get("samples"), "passing": c.get("passing"), "unique": c.get("unique"),
+            "samples": c.get("samples"), "passing": c.get("passing"),
+            "sampled pass@1": (d.get("sampling_metrics") or {}).get("pass@1"), "unique": c.get("unique"),
             "kept": c.get("kept"), "train_examples": c.get("train_examples"),
             "assemble_rate": m.get("assemble_rate"), "pass@1": m.get("pass@1"),
             "pass@k": m.get(k) if k else None, "k": k, "metric": m.get(metric),
