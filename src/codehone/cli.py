@@ -780,11 +780,13 @@ def export(
     printed and stored as OUT/parity.json. Exit code 1 when the export was written but parity failed.
     """
     from rich.markup import escape
+    from transformers.utils import logging as hf_logging
 
     from .export import export as run_export
     from .export.runtime import RuntimeLoadError
     from .export.source import ExportError
 
+    hf_logging.disable_progress_bar()  # per-file loading bars would bury the export's own lines
     with console.status(f"export {to}") as status:
         def log(m: str) -> None:
             status.update(f"[bold]export {escape(to)}[/]: {escape(m)}")

@@ -26,7 +26,11 @@ def _tokens_per_s(lm: TorchLM, ids: list[int], n: int = 24) -> float:
 def write(model, tok, gen, out: Path) -> dict:
     import torch
 
-    fp32_bytes = sum(p.numel() * p.element_size() for p in model.state_dict().values())
+    seen, fp32_bytes = set(), 0
+    for t in model.state_dict().values():  # tied embeddings share one storage: count it once
+        if t.data_ptr() not in seen:
+            seen.add(t.data_ptr())
+            fp32_bytes += t.numel() * t.element_size()
     q = quantize_int8(model)  # quantize_dynamic copies; model stays fp32
     torch.save(q.state_dict(), out / INT8_WEIGHTS)
     save_companions(out, model, tok, gen)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import warnings
 from pathlib import Path
 
@@ -62,6 +63,8 @@ def write(model, tok, gen, out: Path, log=print) -> dict:
     past_len = dim("past", min=0, max=65536)
     big = sum(p.numel() * p.element_size() for p in model.parameters()) > 1.8e9
     sink = io.StringIO()
+    # The exporter's registry logs a warning per torchvision op it cannot register; none is used here.
+    logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)
     with warnings.catch_warnings(), contextlib.redirect_stdout(sink):
         warnings.simplefilter("ignore")
         torch.onnx.export(
