@@ -8,20 +8,23 @@ tokens fed to the model, so padding counts as waste.
                   rows flattened without padding, one causal attention call per example
                   (no cross-example attention), completion-only token-normalised loss
   codehone-mask   the same loss through the block-diagonal (B, 1, T, T) mask: the previous path
+  codehone-bf16, codehone-compile   (not run by default) bf16 autocast; `compile: true`
+                  (its compile time falls in the warmup rounds: give --warmup 3 or more)
   plain-fp32/-bf16  the loop people write first: the same packed rows, HF's built-in `labels`
                   loss, one causal mask over the row (examples see each other: fast but contaminated)
   trainer         transformers.Trainer, one example per row, padded to the longest in the
                   batch (no packing), completion-only labels, --precision
   sft             trl.SFTTrainer with its defaults (prompt/completion data), --precision
 
-Why the loop methods are interleaved step by step: the CPU is shared, and its load
-changes within seconds. Each round runs one step of every loop method on the same
-batch, in a rotating order, so a burst of load hits all of them about equally; the
-table gives the median tokens/s, the spread (min..max over rounds), and the median of
-the per-round ratios. Trainer and TRL own their loop, so they run as whole blocks
-between the interleaved rounds (median over --blocks).
+Why everything is interleaved step by step: the CPU is shared, and its load changes
+within seconds. Each round runs one step of every loop method on the same batch, in a
+rotating order, so a burst of load hits all of them about equally. Trainer and TRL own
+their loop, so a callback runs one round of the loop methods after each of their timed
+steps (outside the timed window): each of their steps is paired with a codehone step
+taken moments later. The table gives the median tokens/s, the spread (min..max), and
+codehone / method as the median of the per-round ratios.
 
-Usage: python benchmarks/train_throughput.py DATASET_DIR [--size tiny] [--rounds 12] [--blocks 2]
+Usage: python benchmarks/train_throughput.py DATASET_DIR [--size tiny] [--rounds 12] [--threads 1]
 """
 
 from __future__ import annotations
@@ -75,23 +78,27 @@ def _hf_rows(items):
     return [{"input_ids": x, "labels": [-100] + y[:-1]} for x, y in items]
 
 
-class _Timer:
-    """A TrainerCallback that times steps after the warmup ones and counts their real tokens."""
+class _StepTimer:
+    """A TrainerCallback that times each step after the warmup ones and then calls `between(seconds, tokens)`.
 
-    def __init__(self, warmup, pad_id):
+    `between` runs outside the timed window (after on_step_end), which is where the
+    loop methods take their interleaved step.
+    """
+
+    def __init__(self, warmup: int, counted: list[int], between):
         from transformers import TrainerCallback
 
-        outer = self
-
         class CB(TrainerCallback):
+            t0 = 0.0
+
             def on_step_begin(self, a, state, control, **kw):
-                if state.global_step == warmup:
-                    outer.t0 = time.perf_counter()
+                self.t0 = time.perf_counter()
 
             def on_step_end(self, a, state, control, **kw):
-                if state.global_step == warmup + outer.steps:
-                    outer.t1 = time.perf_counter()
-        self.cb, self.t0, self.t1, self.steps = CB(), None, None, 0
+                dt = time.perf_counter() - self.t0
+                if state.global_step > warmup:
+                    between(dt, counted[-1])
+        self.cb = CB()
 
 
 def _count_tokens(model, pad_id) -> list[int]:
@@ -110,7 +117,7 @@ def _count_tokens(model, pad_id) -> list[int]:
     return counted
 
 
-def bench_trainer(model, items, args, pad_id, bf16, avg_per_row):
+def bench_trainer(model, items, args, pad_id, bf16, avg_per_row, between):
     from datasets import Dataset
     from transformers import Trainer, TrainingArguments
 
@@ -128,55 +135,55 @@ def bench_trainer(model, items, args, pad_id, bf16, avg_per_row):
             ids[i, :n], lab[i, :n], att[i, :n] = torch.tensor(r["input_ids"]), torch.tensor(r["labels"]), 1
         return {"input_ids": ids, "labels": lab, "attention_mask": att}
 
-    timer = _Timer(args.warmup, pad_id)
-    timer.steps = args.steps
     counted = _count_tokens(model, pad_id)
+    timer = _StepTimer(args.warmup, counted, between)
     with tempfile.TemporaryDirectory() as td:
         ta = TrainingArguments(output_dir=td, per_device_train_batch_size=bs, max_steps=args.warmup + args.steps,
                                learning_rate=1e-3, bf16=bf16, use_cpu=True, report_to=[], save_strategy="no",
                                logging_strategy="no", dataloader_num_workers=0, remove_unused_columns=False,
                                disable_tqdm=True, seed=0)
         Trainer(model=model, args=ta, train_dataset=ds, data_collator=collate, callbacks=[timer.cb]).train()
-    return timer.t1 - timer.t0, sum(counted[args.warmup:args.warmup + args.steps])
 
 
-def bench_sft(model, tok, examples, args, bf16, avg_per_row):
+def bench_sft(model, tok, examples, args, bf16, avg_per_row, between):
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
     bs = max(1, round(args.batch_rows * avg_per_row))
     ds = Dataset.from_list([{"messages": ex["messages"]} for ex in examples])
-    timer = _Timer(args.warmup, tok.pad_token_id)
-    timer.steps = args.steps
     counted = _count_tokens(model, tok.pad_token_id)
+    timer = _StepTimer(args.warmup, counted, between)
     with tempfile.TemporaryDirectory() as td:
         sc = SFTConfig(output_dir=td, per_device_train_batch_size=bs, max_steps=args.warmup + args.steps,
                        learning_rate=1e-3, bf16=bf16, use_cpu=True, report_to=[], save_strategy="no",
                        logging_strategy="no", disable_tqdm=True, max_length=args.seq_len, seed=0)
         SFTTrainer(model=model, args=sc, train_dataset=ds, processing_class=tok, callbacks=[timer.cb]).train()
-    return timer.t1 - timer.t0, sum(counted[args.warmup:args.warmup + args.steps])
 
 
-LOOP_METHODS = {
-    "codehone": lambda m, pad: codehone_step(m, pad, loop.use_bf16("auto", torch.device("cpu"))),
-    "codehone-mask": lambda m, pad: codehone_step(m, pad, loop.use_bf16("auto", torch.device("cpu")), True),
-    "codehone-bf16": lambda m, pad: codehone_step(m, pad, True),
-    "plain-fp32": lambda m, pad: plain_step(m, pad, False),
-    "plain-bf16": lambda m, pad: plain_step(m, pad, True),
+AUTO_BF16 = loop.use_bf16("auto", torch.device("cpu"))
+LOOP_METHODS = {  # name: (model, pad id, seq_len) -> step function
+    "codehone": lambda m, pad, n: codehone_step(m, pad, AUTO_BF16),
+    "codehone-mask": lambda m, pad, n: codehone_step(m, pad, AUTO_BF16, mask_path=True),
+    "codehone-bf16": lambda m, pad, n: codehone_step(m, pad, True),
+    "codehone-compile": lambda m, pad, n: codehone_step(loop.compile_model(m, n), pad, AUTO_BF16),
+    "plain-fp32": lambda m, pad, n: plain_step(m, pad, False),
+    "plain-bf16": lambda m, pad, n: plain_step(m, pad, True),
 }
 
 
-def run_block(name, model, tok, train, enc, args, avg_per_row):
-    """(seconds, tokens) of one Trainer / SFTTrainer block, or a string saying why it did not run."""
+def run_block(name, model, tok, train, enc, args, avg_per_row, between) -> str | None:
+    """Run a Trainer / SFTTrainer block (it calls `between` after each timed step); a string if it could not run."""
     bf16 = args.precision == "bf16"
     try:
         if name == "trainer":
-            return bench_trainer(model, enc.items, args, tok.pad_token_id, bf16, avg_per_row)
+            bench_trainer(model, enc.items, args, tok.pad_token_id, bf16, avg_per_row, between)
+            return None
         try:
             import trl  # noqa: F401
         except ImportError:
             return "trl not installed"
-        return bench_sft(model, tok, train, args, bf16, avg_per_row)
+        bench_sft(model, tok, train, args, bf16, avg_per_row, between)
+        return None
     except Exception as e:  # a baseline that breaks is reported, not fatal
         return f"failed: {type(e).__name__}: {str(e).splitlines()[0][:100]}"
 
@@ -191,10 +198,9 @@ def main() -> None:
     ap.add_argument("--size", default="tiny")
     ap.add_argument("--seq-len", type=int, default=1024)
     ap.add_argument("--batch-rows", type=int, default=4, help="packed rows per step")
-    ap.add_argument("--rounds", type=int, default=12, help="interleaved timed steps of every loop method")
-    ap.add_argument("--steps", type=int, default=6, help="timed steps per Trainer / SFTTrainer block")
-    ap.add_argument("--warmup", type=int, default=2, help="untimed steps first (rounds, and per block)")
-    ap.add_argument("--blocks", type=int, default=2, help="Trainer / SFTTrainer blocks, spread over the rounds")
+    ap.add_argument("--rounds", type=int, default=12, help="interleaved timed steps of every loop method (at least)")
+    ap.add_argument("--steps", type=int, default=6, help="timed steps of each Trainer / SFTTrainer run")
+    ap.add_argument("--warmup", type=int, default=2, help="untimed steps first (loop rounds, and per Trainer run)")
     ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16"], help="for trainer and sft")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--only", default="codehone,codehone-mask,plain-fp32,plain-bf16,trainer,sft")
@@ -213,66 +219,75 @@ def main() -> None:
     n_params = sum(p.numel() for p in build_scratch(cfg, tok).parameters())
     print(f"data: {args.dataset} ({len(enc.items)} examples, {enc.dropped_long} dropped > {args.seq_len} tokens, "
           f"{avg_per_row:.2f} examples per packed row); model: {args.size} {n_params / 1e6:.2f}M params; "
-          f"{args.rounds} interleaved rounds after {args.warmup}; trainer/sft {args.precision}, {args.blocks} blocks "
-          f"of {args.steps} steps; threads {torch.get_num_threads()}", flush=True)
+          f">= {args.rounds} interleaved rounds after {args.warmup}; trainer/sft {args.precision}, {args.steps} "
+          f"timed steps each; threads {torch.get_num_threads()}", flush=True)
 
     loops = {}
     for name in names:
         if name in LOOP_METHODS:
             model = build_scratch(cfg, tok)  # same seed: same initial weights for every method
             model.train()
-            loops[name] = LOOP_METHODS[name](model, tok.pad_token_id)
+            loops[name] = LOOP_METHODS[name](model, tok.pad_token_id, args.seq_len)
     blocks = [n for n in names if n not in LOOP_METHODS]
-    block_at = {round((i + 1) * args.rounds / (args.blocks + 1)) for i in range(args.blocks)}
     tps: dict[str, list[float]] = {n: [] for n in names}
-    ratios: dict[str, list[float]] = {n: [] for n in loops if n != "codehone"}
+    ratios: dict[str, list[float]] = {n: [] for n in names if n != "codehone"}
     failed: dict[str, str] = {}
     order = list(loops)
-    for rnd in range(-args.warmup, args.rounds):
+    done = 0
+
+    def loop_round(timed: bool, partner: str | None = None, partner_tps: float | None = None) -> None:
+        """One step of every loop method on the same batch, in a rotating order (+ the block step it pairs with)."""
+        nonlocal done
         mb = batches.next()
-        times = {}
-        for name in order[rnd % len(order):] + order[:rnd % len(order)]:  # rotate who goes first
+        times, shift = {}, done % max(len(order), 1)
+        for name in order[shift:] + order[:shift]:
             t0 = time.perf_counter()
             n = loops[name](mb)
             times[name] = time.perf_counter() - t0
-            if rnd >= 0:
+            if timed:
                 tps[name].append(n / times[name])
-        if rnd >= 0 and "codehone" in times:
-            for name in ratios:
-                ratios[name].append(times[name] / times["codehone"])
-        if rnd >= 0:
-            print(f"  round {rnd + 1}: " + ", ".join(f"{k} {tps[k][-1]:,.0f}" for k in times), flush=True)
-        if rnd in block_at:
-            for name in blocks:
-                if name in failed:
-                    continue
-                model = build_scratch(cfg, tok)
-                model.train()
-                r = run_block(name, model, tok, train, enc, args, avg_per_row)
-                if isinstance(r, str):
-                    failed[name] = r
-                    print(f"  {name}: {r}", flush=True)
-                    continue
-                tps[name].append(r[1] / r[0])
-                print(f"  block {name}: {tps[name][-1]:,.0f} tokens/s", flush=True)
+        if not timed:
+            return
+        done += 1
+        if "codehone" in times:
+            for name in times:
+                if name != "codehone":
+                    ratios[name].append(times[name] / times["codehone"])
+            if partner:
+                ratios[partner].append(tps["codehone"][-1] / partner_tps)
+        line = ", ".join(f"{k} {tps[k][-1]:,.0f}" for k in times)
+        print(f"  round {done}: {line}" + (f"; {partner} {partner_tps:,.0f}" if partner else ""), flush=True)
+
+    for _ in range(args.warmup):
+        loop_round(False)
+    for name in blocks:
+        def between(seconds, tokens, name=name):
+            tps[name].append(tokens / seconds)
+            loop_round(True, name, tokens / seconds)
+        model = build_scratch(cfg, tok)
+        model.train()
+        err = run_block(name, model, tok, train, enc, args, avg_per_row, between)
+        if err:
+            failed[name] = err
+            print(f"  {name}: {err}", flush=True)
+    while done < args.rounds:
+        loop_round(True)
 
     med = {n: statistics.median(v) for n, v in tps.items() if v}
-    print(f"\nmedian of {args.rounds} interleaved rounds (loops) / {args.blocks} blocks (trainer, sft); "
-          "ratio = codehone / method: loops as the median of per-round time ratios, blocks as median / median")
+    print(f"\nmedian over {done} rounds; every Trainer / SFTTrainer step is paired with one round of the loops. "
+          "codehone / method = the median of per-round ratios (same batch for the loops, adjacent steps for "
+          "trainer/sft)")
     print("| method | tokens/s (median) | min..max | codehone / method |\n|---|---:|---:|---:|")
     for name in names:
         if name in failed:
             print(f"| {name} | {failed[name]} | - | - |")
             continue
-        if name == "codehone":
-            ratio = "1.00x"
-        elif name in ratios and ratios[name]:
-            ratio = f"{statistics.median(ratios[name]):.2f}x"
-        elif "codehone" in med and name in med:
-            ratio = f"{med['codehone'] / med[name]:.2f}x"
-        else:
-            ratio = "-"
+        ratio = "1.00x" if name == "codehone" else (
+            f"{statistics.median(ratios[name]):.2f}x" if ratios.get(name) else "-")
         print(f"| {name} | {med.get(name, 0):,.0f} | {spread(tps[name])} | {ratio} |")
+    print(f"command: python benchmarks/train_throughput.py {args.dataset} --size {args.size} --rounds {args.rounds} "
+          f"--steps {args.steps} --warmup {args.warmup} --precision {args.precision} --threads {args.threads} "
+          f"--only {args.only}")
 
 
 if __name__ == "__main__":

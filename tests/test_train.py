@@ -252,3 +252,12 @@ def test_bf16_autocast_step_matches_fp32_roughly(tmp_path, tok):
         losses[bf16] = loop.train_step(model, opt, loop.make_scheduler(opt, 0, 10, 0.1), [b], bf16, 1.0)["loss"]
     assert loop.use_bf16("bf16", torch.device("cpu")) and not loop.use_bf16("auto", torch.device("cpu"))
     assert losses[True] == pytest.approx(losses[False], rel=0.02)
+
+
+def test_compile_keeps_packed_attention_and_parameter_names(tmp_path, tok):
+    model = _model(tmp_path, tok)
+    names = [n for n, _ in model.named_parameters()]
+    compiled = loop.compile_model(model, 128)  # lazy: nothing is compiled until a forward
+    assert compiled is model, "the packed path needs the model itself, not a torch.compile wrapper"
+    assert [n for n, _ in compiled.named_parameters()] == names, "checkpoints and saving need the same names"
+    assert loop._decoder_and_head(compiled) is not None

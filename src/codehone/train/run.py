@@ -203,7 +203,7 @@ def run_train(cfg: TrainConfig, resume: bool = False, log: Callable[[str], None]
             step, best, bad_evals = st["step"], st.get("best", best), st.get("bad_evals", 0)
             batches.load_state(st["data"])
             log(f"resumed from {last.name} (step {step})")
-    fmodel = torch.compile(model) if cfg.compile else model
+    fmodel = loop.compile_model(model, cfg.seq_len) if cfg.compile else model
     metrics = MetricsLog(out, resume_step=step if resume else None)
     samples_f = (out / "samples.jsonl").open("a", encoding="utf-8")
     info = {"mode": cfg.mode, "params": n_params, "trainable_params": n_train, "bf16": bf16,
@@ -245,7 +245,7 @@ def run_train(cfg: TrainConfig, resume: bool = False, log: Callable[[str], None]
             micro = [batches.next() for _ in range(cfg.grad_accum)]
             r = loop.train_step(fmodel, optimizer, scheduler, micro, bf16, cfg.grad_clip)
             step += 1
-            tok_count += sum(int((b["input_ids"] != tok.pad_token_id).sum()) for b in micro)
+            tok_count += sum(int(b["row_lens"].sum()) for b in micro)  # real tokens (pad may equal EOS)
             tps = tok_count / max(time.monotonic() - t_start, 1e-9)
             last_loss = r["loss"]
             if step % cfg.log_every == 0 or step == cfg.max_steps:
