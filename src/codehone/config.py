@@ -327,7 +327,7 @@ class TrainConfig(_Strict):
     precision: Literal["auto", "bf16", "fp32"] = Field(
         "auto", description="auto = bf16 on a GPU, fp32 on a CPU (measured faster there); bf16 forces autocast"
     )
-    compile: bool = Field(False, description="torch.compile the model (slow start, faster steps)")
+    compile: bool = Field(False, description="torch.compile the layers' MLP and norms (slow start, ~1.08x steps)")
     gradient_checkpointing: bool = False
     eval_every: int = Field(50, ge=1)
     eval_max_batches: int | None = Field(None, ge=1, description="None = the whole val split")
