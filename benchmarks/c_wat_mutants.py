@@ -28,8 +28,15 @@ A mutant is caught when its verdict fails. Survivors are classified:
               state lives in static data the inputs do not set); examples are
               printed so they can be told apart by eye.
 
+Units mined since the DWARF change carry `meta.c_params` (parameter types and
+struct layouts), which the judge's typed inputs use; an older --work mine
+without them still runs (untyped inputs only). `--unmodified all` also judges
+every other unit of each corpus unmodified, for the false-alarm count.
+
 Run: python benchmarks/c_wat_mutants.py [--units 40] [--per-unit 2] [--tests 64] [--work DIR]
-(about 6 minutes on 2 cores for 40 units per corpus: 120 units, 234 mutants).
+     [--unmodified all]
+(about 6 minutes on 2 quiet cores for 40 units per corpus: 120 units, ~234 mutants; --unmodified
+all adds ~550 verdicts).
 """
 
 from __future__ import annotations
@@ -120,6 +127,8 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--examples", type=int, default=3, help="survivor examples printed per class")
     ap.add_argument("--explore", type=int, default=None, help="explore_runs for the judge (default: the judge's)")
+    ap.add_argument("--unmodified", choices=("sampled", "all"), default="sampled",
+                    help="false alarms: judge the sampled units only, or every unit of each corpus")
     args = ap.parse_args()
 
     rng = random.Random(args.seed)
@@ -187,6 +196,25 @@ def main() -> int:
                     else:
                         row["class"] = "undistinguished"
                 rows.append(row)
+        if args.unmodified == "all":  # every other unit of the corpus, unmodified: any failure is a false alarm
+            sampled = set()
+            for u in units:
+                if len(sampled) >= picked:
+                    break
+                if sites(u["artifact"]):
+                    sampled.add(u["id"])
+            for u in units:
+                if u["id"] in sampled:
+                    continue
+                v = c_wat.judge(u["artifact"], unit=u, modules_dir=modules, tests=args.tests, seed=args.seed)
+                if not v.counts.get("executed", False):
+                    unmodified["not executable"] += 1
+                elif v.ok:
+                    unmodified["judged"] += 1
+                else:
+                    unmodified["judged"] += 1
+                    unmodified["false alarms"] += 1
+                    false_alarms.append(f"{cname}:{u['name']}: {v.diagnostics[0].message[:200]}")
         print(f"  {cname}: {picked} units sampled from {len(units)}", flush=True)
 
     judged = [r for r in rows if r["assembled"]]

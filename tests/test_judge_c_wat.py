@@ -304,11 +304,11 @@ def test_typed_inputs_build_linked_structs(mined):
         inp = inputs.make_input(params, 0, test, base, (4242, 4243), (), (), cp["types"])
         assert inp == inputs.make_input(params, 0, test, base, (4242, 4243), (), (), cp["types"])  # deterministic
         p = inp.args[0]
-        if test % 4 == 3 or p == 0:
+        if p == 0:
             continue
         nxt = int.from_bytes(inp.arena[p - base: p - base + 4], "little")
         valid += nxt == 0 or base <= nxt < base + len(inp.arena)
-    assert valid >= 25  # typed: `next` is NULL or a real object, not a random word
+    assert valid >= 28  # typed: `next` is NULL or a real object, not a random word
 
 
 def test_static_data_is_seeded(mined):

@@ -488,15 +488,16 @@ def make_input(params: list[Param], seed: int, test: int, base: int, consts: tup
                types: dict | None = None, statics: tuple[tuple[int, int], ...] = ()) -> TestInput:
     """Inputs for test number `test`: arguments, and the arena they point into.
 
-    With C types (`types`, from meta.c_params), three tests of four build typed objects
-    (c_wat_layout) for the pointer parameters; the fourth keeps the untyped pointer-rich
-    random content, which also tests what the types do not promise (aliasing, odd values).
+    With C types (`types`, from meta.c_params) the pointer parameters get typed objects
+    (c_wat_layout); without, pointer-rich random content, which also tests what types do not
+    promise (aliasing, odd values). With `statics`, odd-numbered tests also seed the static
+    data the function reads (even ones keep it as `_initialize` left it).
     """
-    if types and test % 4 != 3 and any(p.ctype is not None for p in params):
+    if types and any(p.ctype is not None for p in params):
         inp = _typed_input(params, seed, test, base, consts, hints, fconsts, types)
     else:
         inp = _untyped_input(params, seed, test, base, consts, hints, fconsts)
-    if statics and test % 2 == 1:  # half the tests keep static data as _initialize left it
+    if statics and test % 2 == 1:
         inp.statics = _static_values(random.Random(f"statics:{seed}:{test}"), statics, base, consts)
     return inp
 
