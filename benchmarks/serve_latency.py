@@ -1,6 +1,7 @@
 """`codehone serve` latency and tokens/s against HF `model.generate` called directly, same model and prompts.
 
     python benchmarks/serve_latency.py MODEL DATASET [--requests 6] [--max-tokens 64] [--rounds 3]
+        [--export EXPORT_DIR --backend gguf|onnx|int8]
 
 Methods (rounds interleaved, best round of each kept, so a noisy shared CPU
 hurts them alike):
@@ -8,6 +9,8 @@ hurts them alike):
 - `serve, sequential`: the same prompts as /v1/chat/completions requests, one at a time (HTTP included).
 - `serve, stream`: the same, stream=true; also the time to the first token.
 - `serve, concurrent`: all requests sent at once; the server batches what waits together.
+- with --export: `serve <backend>, sequential` / `stream`: the same requests to a second server
+  running that `codehone export` of the model (one request at a time: no batching there).
 
 The server runs in this process on a loopback port (uvicorn + httpx), with the
 tokens counted from `usage`. Torch uses --threads CPU threads everywhere.
@@ -54,6 +57,8 @@ def main() -> None:
     ap.add_argument("--max-tokens", type=int, default=64)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--export", help="a `codehone export` folder of MODEL, served as a second server")
+    ap.add_argument("--backend", default="gguf")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     be = load_backend(a.model)
@@ -62,6 +67,10 @@ def main() -> None:
     convs = [e["messages"][:-1] for e in exs]
     server, url = start(be, a.max_tokens)
     client = httpx.Client(base_url=url, timeout=600)
+    ex_client = None
+    if a.export:
+        ex_server, ex_url = start(load_backend(a.export, a.backend, a.threads), a.max_tokens)
+        ex_client = httpx.Client(base_url=ex_url, timeout=600)
 
     def hf_generate():
         lat, toks = [], 0
@@ -77,22 +86,22 @@ def main() -> None:
             toks += next((i for i, t in enumerate(new) if t in be.eos_ids), len(new))
         return {"tokens": toks, "wall": sum(lat), "lat": lat, "ttft": None}
 
-    def one(m, stream=False):
+    def one(m, stream=False, cl=client):
         body = {"messages": m, "max_tokens": a.max_tokens, "stream": stream}
         t0 = time.monotonic()
         if not stream:
-            r = client.post("/v1/chat/completions", json=body).json()
+            r = cl.post("/v1/chat/completions", json=body).json()
             return r["usage"]["completion_tokens"], time.monotonic() - t0, None
         first, n = None, 0
-        with client.stream("POST", "/v1/chat/completions", json=body) as s:
+        with cl.stream("POST", "/v1/chat/completions", json=body) as s:
             for line in s.iter_lines():
                 if line.startswith("data: {") and '"content"' in line and '"content": ""' not in line:
                     first = first or time.monotonic() - t0
                     n += 1
         return n, time.monotonic() - t0, first
 
-    def sequential(stream=False):
-        res = [one(m, stream) for m in convs]
+    def sequential(stream=False, cl=client):
+        res = [one(m, stream, cl) for m in convs]
         return {"tokens": sum(r[0] for r in res), "wall": sum(r[1] for r in res), "lat": [r[1] for r in res],
                 "ttft": [r[2] for r in res] if stream else None}
 
@@ -105,6 +114,9 @@ def main() -> None:
 
     methods = {"hf generate (baseline)": hf_generate, "serve, sequential": sequential,
                "serve, stream": lambda: sequential(True), "serve, concurrent": concurrent}
+    if ex_client is not None:
+        methods[f"serve {a.backend}, sequential"] = lambda: sequential(False, ex_client)
+        methods[f"serve {a.backend}, stream"] = lambda: sequential(True, ex_client)
     best: dict[str, dict] = {}
     for _ in range(a.rounds):
         for name, fn in methods.items():
@@ -114,6 +126,8 @@ def main() -> None:
                 best[name] = r
     batches = client.get("/health").json()["batches"]
     server.should_exit = True
+    if ex_client is not None:
+        ex_server.should_exit = True
     base = best["hf generate (baseline)"]["tps"]
     t = Table(title=f"serve vs HF generate: {len(convs)} requests, max_tokens {a.max_tokens}, "
                     f"{a.threads} thread(s), best of {a.rounds}")

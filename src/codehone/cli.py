@@ -638,9 +638,9 @@ def serve(
 
     if threads < 0 or max_tokens < 1 or max_request_kb < 1 or timeout <= 0 or max_queue < 1 or max_batch < 1:
         fail("--threads must be >= 0; --max-tokens, --max-request-kb, --max-queue, --max-batch >= 1; --timeout > 0")
-    _set_threads(threads)
+    n_threads = _set_threads(threads)
     try:
-        be = load_backend(model, backend)
+        be = load_backend(model, backend, n_threads)
     except ServeError as e:
         fail(str(e))
     import uvicorn
@@ -654,14 +654,16 @@ def serve(
     uvicorn.run(create_app(be, mid, limits, api_key), host=host, port=port, log_level="warning")
 
 
-def _set_threads(n: int) -> None:
+def _set_threads(n: int) -> int:
     """0 = the cores the load average leaves free (eval's rule): torch's spinning thread pool on a busy CPU
     measured 1.6 tok/s with 2 threads vs 150 tok/s with 1 (tiny model, 2 cores, load 8)."""
     import torch
 
     from .sampling import cpu_threads
 
-    torch.set_num_threads(n or cpu_threads())
+    n = n or cpu_threads()
+    torch.set_num_threads(n)
+    return n
 
 
 @app.command()
@@ -690,7 +692,7 @@ def mcp(
 
     if transport not in ("stdio", "http"):
         fail("--transport must be stdio or http")
-    _set_threads(threads)
+    n_threads = _set_threads(threads)
     try:
         check_target(target)
         unit_map, modules_dir = {}, None
@@ -698,7 +700,7 @@ def mcp(
             uf = units_file(units)
             unit_map, modules_dir = load_units(uf), uf.parent / "modules"
         index = DocsIndex.open(docs or (units if units is not None else None)) if (docs or units) else None
-        tb = Toolbox(load_backend(model, backend), target=target, units=unit_map, modules_dir=modules_dir,
+        tb = Toolbox(load_backend(model, backend, n_threads), target=target, units=unit_map, modules_dir=modules_dir,
                      docs=index, max_tokens=max_tokens)
     except (ServeError, CheckError) as e:
         fail(str(e))
@@ -735,14 +737,14 @@ def chat(
 
     if max_tokens < 1 or not 0 <= temperature <= 2:
         fail("--max-tokens must be >= 1 and --temperature within 0..2")
-    _set_threads(threads)
+    n_threads = _set_threads(threads)
     try:
         check_target(target)
         unit_map, modules_dir = {}, None
         if units is not None:
             uf = units_file(units)
             unit_map, modules_dir = load_units(uf), uf.parent / "modules"
-        tb = Toolbox(load_backend(model, backend), target=target, units=unit_map, modules_dir=modules_dir,
+        tb = Toolbox(load_backend(model, backend, n_threads), target=target, units=unit_map, modules_dir=modules_dir,
                      max_tokens=max_tokens)
         session = ChatSession(tb, max_tokens=max_tokens, temperature=temperature, system=system)
         if prompt is not None:

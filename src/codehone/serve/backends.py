@@ -58,8 +58,11 @@ class Event:
 # ---------------------------------------------------------------- loading
 
 
-def load_backend(path: str | Path, backend: str = "hf"):
-    """The backend object for `path`: HFBackend here, or export's int8/ONNX/GGUF runtime."""
+def load_backend(path: str | Path, backend: str = "hf", threads: int | None = None):
+    """The backend object for `path`: HFBackend here, or export's int8/ONNX/GGUF runtime.
+
+    `threads` goes to onnxruntime / llama.cpp (torch's count is process-wide: set by the caller);
+    both default to every core, which on a busy CPU spins far more than it computes."""
     if backend not in BACKENDS:
         raise ServeError(f"unknown backend {backend!r}; available: {', '.join(BACKENDS)}")
     if backend == "hf":
@@ -72,7 +75,7 @@ def load_backend(path: str | Path, backend: str = "hf"):
         raise ServeError(f"the {backend} backend needs codehone.export.runtime, which cannot be imported "
                          f"in this build ({e})") from None
     try:
-        rt = load_runtime(path, backend)
+        rt = load_runtime(path, backend, **({"threads": threads} if threads and backend in ("onnx", "gguf") else {}))
     except (OSError, ValueError, RuntimeError) as e:
         raise ServeError(f"{path}: cannot load as {backend}: {str(e).splitlines()[0] if str(e) else e}") from None
     return RuntimeBackend(rt, backend, Path(path))
