@@ -540,7 +540,7 @@ def iterate(
         t.add_column(k if c == "pass@k" else c, justify="right" if c not in ("init", "status") else "left")
     for r in summary["rounds"]:
         t.add_row(*(fmt(r[c]) for c in COLUMNS))
-    console.print(t)
+    console.print(t, width=None if console.is_terminal else 200)  # a log file gets the whole table
     b = summary["best"]
     console.print(f"best: round {b['round']} ({summary['metric']} {b[summary['metric']]:.4f}) → {b['model']}")
     if summary["stopped"]:
@@ -599,7 +599,7 @@ def sweep(
         t.add_column(h)
     for r in rows:
         t.add_row(*(escape(x) for x in r))
-    console.print(t)
+    console.print(t, width=None if console.is_terminal else 200)
     w = board["winner"]
     if w:
         console.print(f"[bold green]winner:[/] trial {w['trial']} "

@@ -407,7 +407,7 @@ def fmt(v: Any) -> str:
     if v is None:
         return "-"
     if isinstance(v, float):
-        return f"{v:.3f}"
+        return f"{v:.4g}"  # rates (0.0312), learning rates (0.0003) and seconds (439.4) alike
     return str(v)
 
 

@@ -115,7 +115,8 @@ class SweepConfig(_Strict):
     budget_minutes: float | None = Field(None, gt=0.0, description="no new trial starts after this")
     metric: str = "pass@1"
     eval: EvalSpec = EvalSpec()
-    dataset: str | None = Field(None, description="a `codehone build` folder; None = train.data")
+    dataset: str | None = Field(None, description="the `codehone build` folder evaluated (its eval.split); "
+                                "None = train.data (trials train on train.data either way)")
     modules: str | None = Field(None, description="c-wat reference modules folder; None = eval's default")
     seed: int = 0
 

@@ -48,12 +48,9 @@ def plan(cfg: SweepConfig) -> list[dict[str, Any]]:
     return grid[: cfg.trials] if cfg.trials else grid
 
 
-def trial_cfg(recipe: str | Path, sets: list[str], params: dict[str, Any], out: Path,
-              data: str | None) -> TrainConfig:
-    """The recipe's train: section with the CLI's --set, then the trial's params, then its own out/data."""
+def trial_cfg(recipe: str | Path, sets: list[str], params: dict[str, Any], out: Path) -> TrainConfig:
+    """The recipe's train: section with the CLI's --set, then the trial's params, then its own out."""
     extra = [as_set(k, v) for k, v in params.items()] + [as_set("out", str(out))]
-    if data:
-        extra.append(as_set("data", data))
     return load_train_config(recipe, [*sets, *extra])
 
 
@@ -80,7 +77,7 @@ class Sweep:
         # Every trial's train: section is validated before any of them runs (a bad value is a one-line error now,
         # not after an hour of other trials).
         try:
-            self.cfgs = [trial_cfg(self.recipe, self.sets, p, self.tdir(i) / "train", cfg.dataset)
+            self.cfgs = [trial_cfg(self.recipe, self.sets, p, self.tdir(i) / "train")
                          for i, p in enumerate(self.trials)]
         except ConfigError as e:
             raise SweepError(str(e)) from None
