@@ -476,6 +476,11 @@ def _stage_progress():
     return progress, make
 
 
+def _wide() -> Console:
+    """The console for wide tables: a log file (not a terminal) gets the whole table, not 80 squeezed columns."""
+    return console if console.is_terminal else Console(stderr=True, width=220)
+
+
 def _say(progress):
     from rich.markup import escape
 
@@ -540,7 +545,7 @@ def iterate(
         t.add_column(k if c == "pass@k" else c, justify="right" if c not in ("init", "status") else "left")
     for r in summary["rounds"]:
         t.add_row(*(fmt(r[c]) for c in COLUMNS))
-    console.print(t, width=None if console.is_terminal else 200)  # a log file gets the whole table
+    _wide().print(t)
     b = summary["best"]
     console.print(f"best: round {b['round']} ({summary['metric']} {b[summary['metric']]:.4f}) → {b['model']}")
     if summary["stopped"]:
@@ -599,7 +604,7 @@ def sweep(
         t.add_column(h)
     for r in rows:
         t.add_row(*(escape(x) for x in r))
-    console.print(t, width=None if console.is_terminal else 200)
+    _wide().print(t)
     w = board["winner"]
     if w:
         console.print(f"[bold green]winner:[/] trial {w['trial']} "
