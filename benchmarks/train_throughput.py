@@ -277,14 +277,16 @@ def main() -> None:
     print(f"\nmedian over {done} rounds; every Trainer / SFTTrainer step is paired with one round of the loops. "
           "codehone / method = the median of per-round ratios (same batch for the loops, adjacent steps for "
           "trainer/sft)")
-    print("| method | tokens/s (median) | min..max | codehone / method |\n|---|---:|---:|---:|")
+    print("| method | tokens/s (median) | min..max | codehone / method (median) | min..max |\n"
+          "|---|---:|---:|---:|---:|")
     for name in names:
         if name in failed:
-            print(f"| {name} | {failed[name]} | - | - |")
+            print(f"| {name} | {failed[name]} | - | - | - |")
             continue
-        ratio = "1.00x" if name == "codehone" else (
-            f"{statistics.median(ratios[name]):.2f}x" if ratios.get(name) else "-")
-        print(f"| {name} | {med.get(name, 0):,.0f} | {spread(tps[name])} | {ratio} |")
+        rs = ratios.get(name) or []
+        ratio = "1.00x" if name == "codehone" else (f"{statistics.median(rs):.2f}x" if rs else "-")
+        rspread = f"{min(rs):.2f}..{max(rs):.2f}" if rs else "-"
+        print(f"| {name} | {med.get(name, 0):,.0f} | {spread(tps[name])} | {ratio} | {rspread} |")
     print(f"command: python benchmarks/train_throughput.py {args.dataset} --size {args.size} --rounds {args.rounds} "
           f"--steps {args.steps} --warmup {args.warmup} --precision {args.precision} --threads {args.threads} "
           f"--only {args.only}")
