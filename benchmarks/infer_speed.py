@@ -82,8 +82,20 @@ def _worker(backend: str, folder: str, tokens: int, threads: int) -> None:
             break
         n, dt = one_pass()
         print(json.dumps({"tokens": n, "seconds": dt}), flush=True)
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB -> MiB on Linux
-    print(json.dumps({"peak_rss_mib": rss}), flush=True)
+    print(json.dumps({"peak_rss_mib": _peak_rss_mib()}), flush=True)
+
+
+def _peak_rss_mib() -> float:
+    """This process's peak resident memory. VmHWM, not ru_maxrss: a child's ru_maxrss starts at its
+    parent's peak (the forked address space keeps the high-water mark, and exec carries it over), so
+    every worker would report the parent's figure."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # not Linux: may include the parent
 
 
 # ---------------------------------------------------------------- parent side
