@@ -70,8 +70,8 @@ class Budget:
         # tiny model ~1.2 s/step, generation ~1,500 tokens/s batched.
         b.train_minutes = round(max(0.3, 0.40 * minutes), 2)
         b.train_steps = max(10, round(20 * minutes))
-        b.eval_limit = max(4, round(3 * minutes))
-        b.iterate_limit = max(4, round(4 * minutes))
+        b.eval_limit = max(4, round(2 * minutes))
+        b.iterate_limit = max(4, round(2 * minutes))
         b.iterate_steps = max(5, round(4 * minutes))
         if minutes < 5:
             b.max_new_tokens = 256
