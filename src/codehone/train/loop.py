@@ -60,18 +60,22 @@ def _decoder_and_head(model):
 
 
 def _packed_losses(decoder, head, batch: dict, dev, bf16: bool) -> torch.Tensor:
-    """Per-position cross-entropy (B, T) through packed attention: padding dropped, one causal call per example."""
-    tgt = batch["targets"].to(dev)
-    real = torch.arange(tgt.shape[1], device=dev)[None] < batch["row_lens"].to(dev)[:, None]
+    """Per-position cross-entropy (B, T) through packed attention: padding dropped, one causal call per example.
+
+    The gathers are computed on the host, where the batch is built, so a GPU never
+    waits on a data-dependent shape.
+    """
+    tgt = batch["targets"]
+    real = torch.arange(tgt.shape[1])[None] < batch["row_lens"][:, None]
     t = tgt[real]
-    has = t != IGNORE
+    sel = (t != IGNORE).nonzero().squeeze(1)
     kw = {packed.DOC_LENS: batch["doc_lens"].tolist()}
+    ids, pos = batch["input_ids"][real][None].to(dev), batch["position_ids"][real][None].to(dev)
     with packed.packed_attention(decoder.config), autocast(dev, bf16):
-        hidden = decoder(input_ids=batch["input_ids"].to(dev)[real][None], position_ids=batch["position_ids"].to(
-            dev)[real][None], use_cache=False, **kw).last_hidden_state[0]
-        logits = head(hidden[has])
-    ce_sel = F.cross_entropy(logits.float(), t[has], reduction="none")
-    return torch.zeros(tgt.shape, dtype=ce_sel.dtype, device=dev).masked_scatter(tgt != IGNORE, ce_sel)
+        hidden = decoder(input_ids=ids, position_ids=pos, use_cache=False, **kw).last_hidden_state[0]
+        logits = head(hidden.index_select(0, sel.to(dev)))
+    ce_sel = F.cross_entropy(logits.float(), t[sel].to(dev), reduction="none")
+    return torch.zeros(tgt.shape, dtype=ce_sel.dtype, device=dev).masked_scatter((tgt != IGNORE).to(dev), ce_sel)
 
 
 def compile_model(model, seq_len: int):
