@@ -59,6 +59,7 @@ class Budget:
     iterate_limit: int = 0
     iterate_k: int = 4
     iterate_steps: int = 0
+    iterate_train_minutes: float = 0.0
     notes: list[str] = field(default_factory=list)
 
     @classmethod
@@ -72,7 +73,8 @@ class Budget:
         b.train_steps = max(10, round(20 * minutes))
         b.eval_limit = max(4, round(2 * minutes))
         b.iterate_limit = max(4, round(2 * minutes))
-        b.iterate_steps = max(5, round(4 * minutes))
+        b.iterate_steps = max(5, round(2 * minutes))
+        b.iterate_train_minutes = round(max(0.2, 0.1 * minutes), 2)
         if minutes < 5:
             b.max_new_tokens = 256
             b.notes.append("a budget under 5 minutes trains too little for the model to write correct WAT")
@@ -117,6 +119,9 @@ def plan(out: Path, budget: Budget, jobs: int = 0, mine_limit: int | None = None
                           "--set", f"iterate.k={b.iterate_k}", "--set", f"iterate.train_limit={b.iterate_limit}",
                           "--set", f"iterate.max_new_tokens={b.max_new_tokens}",
                           "--set", f"iterate.train.max_steps={b.iterate_steps}",
+                          "--set", f"iterate.train.max_minutes={b.iterate_train_minutes}",
+                          # the shortest train prompts: what a small model can pass first (a curriculum)
+                          "--set", "iterate.prompts=shortest",
                           "--set", f"iterate.eval.limit={b.eval_limit}", "--set", f"iterate.eval.n={b.eval_n}",
                           "--set", f"iterate.eval.k={b.eval_n}",
                           "--set", f"iterate.eval.max_new_tokens={b.max_new_tokens}", "--set", f"iterate.seed={seed}"],
