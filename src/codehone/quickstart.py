@@ -107,7 +107,7 @@ def plan(out: Path, budget: Budget, jobs: int = 0, mine_limit: int | None = None
         Stage("build", ["build", f"{d}/mine", "-o", f"{d}/dataset", "--recipe", recipe], "dataset/stats.json"),
         Stage("train", ["train", recipe, "--set", f"data={d}/dataset", "--set", f"out={d}/train",
                         "--set", f"max_steps={b.train_steps}", "--set", f"max_minutes={b.train_minutes}",
-                        "--set", f"eval_every={max(5, b.train_steps // 6)}",
+                        "--set", f"eval_every={max(5, b.train_steps // 12)}",
                         "--set", f"save_every={max(5, b.train_steps // 3)}",
                         "--set", f"warmup_steps={max(1, b.train_steps // 10)}", "--set", f"seed={seed}"],
               "train/summary.json"),
