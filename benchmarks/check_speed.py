@@ -13,7 +13,9 @@ Figures:
   -j N        jobs=N, cache off (the speedup is serial time / parallel time; the two are
               interleaved round by round, best of each kept, per-round spread printed)
   zig raw     the same zig compiles run bare (no sandbox, no judge), serial vs N at once, in
-              the same rounds: the ceiling the machine allows right now
+              the same rounds: what the compiler itself gets from N cores right now
+  cpu         N CPU-bound Python loops vs 1: what the cores give at all, with the other work
+              on the machine (on a shared box this, not the judge, caps the -j N speedup)
   cold        per-verdict time of the serial run
   cached      per-verdict time of a rerun that hits the cache for every candidate
 The worker pool is started before timing (check keeps it across calls, as eval
@@ -85,15 +87,27 @@ def cwat_items(units_path: Path, n: int) -> tuple[list[Item], dict]:
 def _raw_zig(cands: list[str], jobs: int, work: Path) -> None:
     """The zig compiles a verdict needs (ast-check + test build), run directly: no sandbox, no
     cache copy, no Python judge. Each worker has its own warmed cache, as the judge's sandboxes do."""
+    import queue
     from concurrent.futures import ThreadPoolExecutor
 
     from codehone.judges import zig as zj
     from codehone.toolchains import zig as tc
 
-    def one(k: int) -> None:
-        d = work / f"w{k % jobs}"
+    free: queue.Queue = queue.Queue()
+    for i in range(jobs):  # one warmed cache per concurrent compile, made once outside the timings
+        d = work / f"w{i}"
         if not (d / "zg").exists():
             shutil.copytree(zj.seed_cache(), d / "zg")
+        free.put(d)
+
+    def one(k: int) -> None:
+        d = free.get()
+        try:
+            compile_one(k, d)
+        finally:
+            free.put(d)
+
+    def compile_one(k: int, d: Path) -> None:
         src = cands[k] + zj.references(cands[k])
         f = d / f"c{k}.zig"
         f.write_text(src)
@@ -112,6 +126,28 @@ def _raw_zig(cands: list[str], jobs: int, work: Path) -> None:
         list(pool.map(one, range(len(cands))))
 
 
+_BURN = "s = 0\nfor i in range(4_000_000):\n    s += i * i\n"
+
+
+def cpu_ceiling(jobs: int, repeat: int) -> tuple[float, float, float]:
+    """(min, median, max) over `repeat` interleaved rounds of the throughput gain of `jobs` concurrent
+    CPU-bound processes (a Python loop) over one: what the machine's cores give right now, with
+    whatever else is running on them. On an idle 2-core machine this is ~2.0."""
+    def run(n: int) -> float:
+        t0 = time.monotonic()
+        procs = [subprocess.Popen([sys.executable, "-c", _BURN]) for _ in range(n)]
+        for p in procs:
+            p.wait()
+        return time.monotonic() - t0
+
+    gains = []
+    for r in range(repeat):
+        a, b = (run(1), run(jobs)) if r % 2 == 0 else tuple(reversed((run(jobs), run(1))))
+        gains.append(jobs * a / b)
+    gains.sort()
+    return gains[0], statistics.median(gains), gains[-1]
+
+
 def measure(target: str, cands: list, options: dict, jobs: int, repeat: int = 1, raw: bool = False) -> dict:
     """Serial and -j N runs *interleaved* (alternating which goes first), `repeat` rounds: on a
     shared machine other work comes and goes, and back-to-back blocks would charge it all to one
@@ -120,6 +156,8 @@ def measure(target: str, cands: list, options: dict, jobs: int, repeat: int = 1,
     t_serial, t_par, t_raw1, t_rawj = [], [], [], []
     serial = par = None
     work = Path(tempfile.mkdtemp(prefix="codehone-bench-raw-"))
+    if raw:
+        _raw_zig(cands[:jobs], jobs, work)  # warm the per-worker caches outside the timings
     try:
         for r in range(repeat):
             order = ("s", "p") if r % 2 == 0 else ("p", "s")
@@ -190,7 +228,9 @@ def main() -> None:
         cache_dir=False,
     )
     rows = []
+    ceilings = []
     for target in args.targets.split(","):
+        ceilings.append(cpu_ceiling(args.jobs, args.repeat))
         if target == "rust":
             rows.append(measure("rust", rust_candidates(args.n), {}, args.jobs, args.repeat))
         elif target == "zig":
@@ -228,6 +268,11 @@ def main() -> None:
             best, rlo, rmed, rhi, ms = r["raw"]
             print(f"  {'zig raw':7} {rlo:.2f}x / {rmed:.2f}x / {rhi:.2f}x (best-of {best:.2f}x, {ms:.0f} ms serial per "
                   f"candidate): the bare compiler, no sandbox or judge, same candidates, same rounds")
+    lo = min(c[0] for c in ceilings)
+    hi = max(c[2] for c in ceilings)
+    med = statistics.median(c[1] for c in ceilings)
+    print(f"  {'cpu':7} {lo:.2f}x / {med:.2f}x / {hi:.2f}x: {args.jobs} CPU-bound processes vs 1, measured before each "
+          f"target (the ceiling the shared machine allowed)")
     print(f"load after: {os.getloadavg()[0]:.2f}")
 
 
