@@ -208,6 +208,8 @@ def function_types(sections: dict[str, bytes], names: set[str] | None = None,
                 ret = types.ref(die.get_DIE_from_attribute("DW_AT_type"), 0) if "DW_AT_type" in die.attributes \
                     else None
                 out[name] = {"params": params, "variadic": variadic, "ret": ret, "types": types.table}
+            if unit_name is not None:
+                break  # the one translation unit: the libc CUs after it are most of the DWARF
     except Exception:  # noqa: BLE001 - DWARF we cannot read is no reason to lose the module's units
         return {}
     return out
