@@ -73,6 +73,7 @@ class RunResult:
     isolation: str
     killed_by: str | None = None  # "timeout", "signal:SIGKILL", ...
     files: dict[str, bytes] = field(default_factory=dict)
+    uid: int | None = None  # bwrap: the run's own unprivileged uid (to tell its processes from other runs')
 
     @property
     def ok(self) -> bool:
@@ -281,6 +282,7 @@ def run(
         full_env.update(env or {})
         full_env = {k: v.replace("$CODEHONE_WORK", str(work)) for k, v in full_env.items()}
         argv = [a.replace("$CODEHONE_WORK", str(work)) for a in cmd]
+        uid = None
         if level == "bwrap":
             uid = _UID_BASE + secrets.randbelow(_UID_SPAN)
             if _drops_privileges():
@@ -353,6 +355,7 @@ def run(
             isolation=level,
             killed_by=killed_by,
             files=collected,
+            uid=uid if uid is not None and _drops_privileges() else None,
         )
     finally:
         shutil.rmtree(out_dir, ignore_errors=True)
