@@ -125,6 +125,17 @@ def read_jsonl(path: str | Path, errors: list[str] | None = None) -> Iterator[di
             yield obj
 
 
+def _file_mode() -> int:
+    """The mode a plain open() would give: mkstemp's 0600 would hide outputs from other users.
+    Read once at import: os.umask can only be read by setting it, which is not thread-safe."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+_FILE_MODE = _file_mode()
+
+
 def write_jsonl_atomic(path: str | Path, records: Iterable[Any]) -> int:
     """Write all records to `path` via a temporary file and a rename. Returns the count."""
     path = Path(path)
@@ -138,6 +149,7 @@ def write_jsonl_atomic(path: str | Path, records: Iterable[Any]) -> int:
                 n += 1
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, _FILE_MODE)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -152,6 +164,7 @@ def write_text_atomic(path: str | Path, text: str | bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(text.encode("utf-8") if isinstance(text, str) else text)
+        os.chmod(tmp, _FILE_MODE)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
