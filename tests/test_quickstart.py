@@ -104,8 +104,40 @@ def test_quickstart_end_to_end_tiny_budget(tmp_path):
     assert "data:image/png;base64," in html
     state = json.loads((out / "quickstart.json").read_text())
     assert all(s["status"] == "ran" for s in state["stages"])
-    # A second run resumes: every stage is skipped, the report is rewritten.
+    # A second run with the same settings resumes: every stage is skipped, the report is rewritten.
     r2 = subprocess.run([sys.executable, "-m", "codehone", "quickstart", "-o", str(out), "--minutes", "1",
-                         "--mine-limit", "60"], capture_output=True, text=True, timeout=120)
+                         "--mine-limit", "60", "-j", "2"], capture_output=True, text=True, timeout=120)
     assert r2.returncode == 0, r2.stderr[-2000:]
     assert all(s["status"] == "skipped" for s in json.loads((out / "quickstart.json").read_text())["stages"])
+
+
+def test_resume_skips_finished_stages_and_redoes_changed_ones(tmp_path, monkeypatch):
+    from codehone import quickstart
+
+    ran: list[str] = []
+
+    def fake_run(st, out, env, log):  # stands in for the subprocess: writes the stage's done file
+        ran.append(st.name)
+        (out / st.done).parent.mkdir(parents=True, exist_ok=True)
+        (out / st.done).write_text("{}")
+        st.status, st.rc, st.seconds = "ran", 0, 1.0
+
+    monkeypatch.setattr(quickstart, "_run_stage", fake_run)
+    out = tmp_path / "q"
+    quickstart.run_quickstart(out, minutes=1, log=lambda m: None)
+    assert ran == ["mine", "build", "train", "eval", "iterate"]
+    ran.clear()
+    quickstart.run_quickstart(out, minutes=1, log=lambda m: None)
+    assert ran == []
+    # A killed eval: only eval and what follows run again, and the trained model is kept.
+    (out / "train" / "keep").write_text("model")
+    (out / "eval" / "metrics.json").unlink()
+    quickstart.run_quickstart(out, minutes=1, log=lambda m: None)
+    assert ran == ["eval", "iterate"] and (out / "train" / "keep").is_file()
+    ran.clear()
+    # Another seed changes train's command: train starts over (its folder cleared) and so does all after it.
+    quickstart.run_quickstart(out, minutes=1, seed=1, log=lambda m: None)
+    assert ran == ["train", "eval", "iterate"] and not (out / "train" / "keep").exists()
+    ran.clear()
+    quickstart.run_quickstart(out, minutes=1, seed=1, fresh=True, log=lambda m: None)
+    assert ran == ["mine", "build", "train", "eval", "iterate"]

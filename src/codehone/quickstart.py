@@ -105,7 +105,7 @@ def plan(out: Path, budget: Budget, jobs: int = 0, mine_limit: int | None = None
     return [
         Stage("mine", mine, "mine/stats.json"),
         Stage("build", ["build", f"{d}/mine", "-o", f"{d}/dataset", "--recipe", recipe], "dataset/stats.json"),
-        Stage("train", ["train", recipe, "--set", f"data={d}/dataset", "--set", f"out={d}/train",
+        Stage("train", ["train", recipe, "--resume", "--set", f"data={d}/dataset", "--set", f"out={d}/train",
                         "--set", f"max_steps={b.train_steps}", "--set", f"max_minutes={b.train_minutes}",
                         "--set", f"eval_every={max(5, b.train_steps // 12)}",
                         "--set", f"save_every={max(5, b.train_steps // 3)}",
@@ -174,9 +174,6 @@ def run_quickstart(out: Path, minutes: float = 15.0, jobs: int = 0, mine_limit: 
     stages = plan(out, budget, jobs, mine_limit, seed)
     out.mkdir(parents=True, exist_ok=True)
     state_path = out / "quickstart.json"
-    if fresh:
-        for st in stages:
-            (out / st.done).unlink(missing_ok=True)
     try:  # a resumed run keeps the timings of the stages it skips
         before = {s["name"]: s for s in json.loads(state_path.read_text(encoding="utf-8"))["stages"]}
     except (OSError, ValueError, KeyError, TypeError):
@@ -186,12 +183,22 @@ def run_quickstart(out: Path, minutes: float = 15.0, jobs: int = 0, mine_limit: 
     failed = None
     for note in budget.notes:
         log(f"note: {note}")
+    redo = fresh
     for st in stages:
-        if (out / st.done).is_file():
+        prev = before.get(st.name)
+        changed = prev is not None and prev.get("command") != st.command()
+        if (out / st.done).is_file() and not (redo or changed):
             st.status = "skipped"
-            st.seconds = (before.get(st.name) or {}).get("seconds")
+            st.seconds = (prev or {}).get("seconds")
             log(f"── {st.name}: done earlier ({st.done}), skipped")
             continue
+        # A stage whose inputs or settings changed (--fresh, an upstream stage that ran again, another
+        # command) starts over: mine and build check their own inputs; train/eval/iterate folders an
+        # earlier quickstart wrote are cleared. A stage that was merely killed resumes (train --resume).
+        if (redo or changed) and prev is not None and st.name in ("train", "eval", "iterate") \
+                and (out / st.name).is_dir():
+            shutil.rmtree(out / st.name)
+        redo = True  # whatever comes after consumes this stage's new output
         if st.name == "iterate":
             seed_round_zero(out, log)
         _run_stage(st, out, env, log)
