@@ -14,6 +14,7 @@ tokenizer the model was trained with, so no backend re-interprets the text.
 
 from __future__ import annotations
 
+import abc
 import json
 import os
 import warnings
@@ -76,7 +77,7 @@ def pick(logits: np.ndarray, temperature: float, top_p: float, rng: np.random.Ge
     return int(rng.choice(len(p), p=p))
 
 
-class LM:
+class LM(abc.ABC):
     """The shared token loop. Subclasses give `_prefill(ids)` and `_decode(token)`: last-position logits."""
 
     tokenizer = None
@@ -86,14 +87,17 @@ class LM:
     def encode(self, prompt: str) -> list[int]:
         return list(self.tokenizer(prompt, add_special_tokens=False)["input_ids"])
 
+    @abc.abstractmethod
     def logits(self, input_ids: list[int]) -> np.ndarray:
-        raise NotImplementedError
+        """Logits as numpy (see the subclasses)."""
 
+    @abc.abstractmethod
     def _prefill(self, ids: list[int]) -> np.ndarray:
-        raise NotImplementedError
+        """Logits as numpy (see the subclasses)."""
 
+    @abc.abstractmethod
     def _decode(self, token: int) -> np.ndarray:
-        raise NotImplementedError
+        """Logits as numpy (see the subclasses)."""
 
     def generate_ids(self, input_ids: list[int], *, max_tokens: int, temperature: float = 0.0,
                      top_p: float = 1.0, seed: int | None = None) -> Iterator[int]:
@@ -130,8 +134,8 @@ class LM:
         if len(text) > len(sent):
             yield text[len(sent):]
 
-    def close(self) -> None:
-        pass
+    def close(self) -> None:  # noqa: B027 - optional hook: runtimes with native handles release them
+        return None
 
 
 class TorchLM(LM):
