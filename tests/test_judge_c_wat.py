@@ -62,6 +62,16 @@ int chain_value(const struct rec *r) {
 static int err_a, err_b;
 void set_errors(int a, int b) { err_a = a; err_b = b; }
 int error_sum(void) { return err_a + err_b; }
+
+struct hdr { unsigned magic; unsigned len; unsigned sum; };
+int checked_len(const struct hdr *h) {
+    if (!h || !h->sum || h->magic != h->sum * 2654435761u + 0x51ED27u) return -1;
+    return h->len < h->sum ? 1 : 2;
+}
+
+typedef int (*op_fn)(int, int);
+struct calc { op_fn op; int a; int b; };
+int run_calc(const struct calc *c) { return c->op(c->a, c->b) + 1; }
 """
 
 
@@ -72,7 +82,7 @@ def mined(tmp_path_factory) -> tuple[dict[str, dict], Path]:
     out = tmp_path_factory.mktemp("out")
     run_mine([resolve(str(root))], out, MineConfig(jobs=1))
     units = {u["name"]: u for u in read_jsonl(out / "units.jsonl")}
-    assert len(units) == 12, sorted(units)
+    assert len(units) == 14, sorted(units)
     return units, out / "modules"
 
 
@@ -197,6 +207,67 @@ def test_explorer_gets_behind_nested_checks(mined):
     assert judge(mined, "chain_value", bad, tests=32, explore_runs=0).ok
     v = judge(mined, "chain_value", bad, tests=32)
     assert not v.ok and v.counts["explored"] >= 1 and v.diagnostics[0].code == "mismatch", v.diagnostics
+
+
+def test_comparison_log_puts_one_operand_where_the_input_held_the_other(mined, monkeypatch):
+    # `h->magic != h->sum * K + C` (sum != 0) holds for no random or dictionary word; the comparison log shows the
+    # operands (magic, sum * K + C), and writing the second where the input held the first gets past it.
+    # Then `len < sum` vs `len <= sum` differ only at len == sum: the same replacement finds it.
+    from codehone.judges import c_wat_explore as explore
+
+    units, _ = mined
+    bad = mutate(units["checked_len"]["artifact"], "i32.lt_u", "i32.le_u")
+    v = judge(mined, "checked_len", bad)
+    assert not v.ok and v.diagnostics[0].code == "mismatch" and v.counts["explored"] >= 2, v.diagnostics
+    c_wat._REF_CACHE.clear()
+    monkeypatch.setattr(explore, "replacements", lambda *a, **k: [])
+    assert judge(mined, "checked_len", bad).ok  # random mutation alone does not get there
+
+
+def test_replacements_swap_operands_at_the_width_read():
+    from codehone.judges import c_wat_explore as explore
+    from codehone.judges.c_wat_inputs import Param, TestInput
+
+    arena = bytearray(64)
+    arena[8:12] = (0xDEADBEEF).to_bytes(4, "little")
+    arena[20] = 0x41
+    inp = TestInput([5, 1 << 20], bytes(arena), 1 << 20)
+    params = [Param("scalar", "i32"), Param("ptr", "i32")]
+    pairs = [(0xDEADBEEF, 0x12345678), (0x41, 0x22), (5, 9)]
+    out = explore.replacements(inp, [8, 20], pairs, params, 100, __import__("random").Random(0))
+    words = {int.from_bytes(c.arena[8:12], "little") for c in out}
+    assert {0x12345678, 0x12345679, 0x12345677} <= words
+    assert {0x22, 0x21, 0x23} <= {c.arena[20] for c in out}
+    assert all(c.arena[21:24] == arena[21:24] for c in out)  # a byte load's operand: one byte written
+    assert {9, 10, 8} <= {c.args[0] for c in out}
+    assert all(c.args[1] == 1 << 20 for c in out)  # pointers are not scalars
+
+
+def test_function_pointer_fields_get_functions_of_the_called_type(mined):
+    from codehone import wat
+    from codehone.judges import c_wat_inputs as inputs
+
+    units, modules = mined
+    u = units["run_calc"]
+    ref = c_wat.reference(u, modules)
+    fields = wat.module_fields(c_wat._module_wat(modules / f"{u['meta']['module']}.wasm"))
+    elem = next(f for f in fields if f.kind == "elem")
+    first = int(re.search(r"i32\.const (\d+)", elem.text).group(1))
+    names = elem.text.split(" func ", 1)[1].split()
+    by_name = {f.name: f for f in fields if f.kind == "func"}
+    called = {names[i - first] for i in ref.fptrs}
+    assert {"$clamp_add", "$is_lt", "$divide"} <= called  # (int, int) -> int
+    assert not called & {"$upcase", "$scale", "$chain_value"}
+    assert all(re.search(r"\(param i32 i32\) \(result i32\)", by_name[n].text.splitlines()[0]) for n in called)
+    cp = u["meta"]["c_params"]
+    params = param_kinds(u["signature"], "run_calc", ["i32"], ["i32"], cp)
+    base = 1 << 20
+    hits = 0
+    for test in range(40):
+        inp = inputs.make_input(params, 0, test, base, (), (), (), cp["types"], fptrs=ref.fptrs)
+        if inp.args[0]:
+            hits += int.from_bytes(inp.arena[inp.args[0] - base:][:4], "little") in ref.fptrs
+    assert hits >= 20
 
 
 def test_memory_only_difference_is_caught(mined):

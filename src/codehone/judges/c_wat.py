@@ -209,6 +209,7 @@ class Reference:
     explorer: explore.Explorer | None = None
     callees: str = ""  # the text of the functions it calls directly: their constants guide inputs too
     callee_fields: list = field(default_factory=list)  # their wat.Field, to trace their loads
+    fptrs: tuple[int, ...] = ()  # table indices of functions that a call_indirect here could call
     explore_error: str | None = None
 
 
@@ -247,6 +248,44 @@ def _func_types(func_text: str) -> tuple[list[str], list[str]]:
     return params, results
 
 
+_CALL_INDIRECT = re.compile(r"\bcall_indirect\b[^\n]*?\(type (\d+)\)")
+
+
+def table_candidates(fields: list[wat.Field], code: str, limit: int = 16) -> tuple[int, ...]:
+    """Table indices of the functions whose type a `call_indirect` in `code` calls.
+
+    A function pointer in a struct (zlib's `strm->zalloc`) is a table index; a random small
+    number names a function of the wrong type (or none) and the call traps, so nothing behind
+    the first indirect call was ever compared. These indices are what a C caller could have
+    stored there.
+    """
+    wanted = set(_CALL_INDIRECT.findall(code))
+    if not wanted:
+        return ()
+    type_of: dict[str, str] = {}
+    for f in fields:
+        if f.kind == "func" and f.name:
+            m = re.search(r"\(type (\d+)\)", f.text[:300])
+        elif f.kind == "import":
+            m = re.search(r"\(func (\$\S+) \(type (\d+)\)", f.text)
+            if m:
+                type_of[m.group(1)] = m.group(2)
+            continue
+        else:
+            continue
+        if m:
+            type_of[f.name] = m.group(1)
+    out: list[int] = []
+    for f in fields:
+        m = re.match(r"\(elem\b[^\n]*?\(i32\.const (\d+)\)\s*func((?:\s+\$[^\s()]+)+)", f.text) \
+            if f.kind == "elem" else None
+        if m:
+            for k, nm in enumerate(m.group(2).split()):
+                if type_of.get(nm) in wanted:
+                    out.append(int(m.group(1)) + k)
+    return tuple(out[:limit])
+
+
 def reference(unit: dict, modules_dir: Path, memory_bytes: int = DEFAULT_MEMORY) -> Reference:
     """The unit's reference module, round-tripped and prepared once per process (LRU)."""
     sha = unit["meta"]["module"]
@@ -272,6 +311,7 @@ def reference(unit: dict, modules_dir: Path, memory_bytes: int = DEFAULT_MEMORY)
     called = dict.fromkeys(re.findall(r"\bcall (\$[^\s()]+)", func.text))
     ref.callee_fields = [by_name[c] for c in list(called)[:12] if c in by_name and c != name]
     ref.callees = "\n".join(f.text for f in ref.callee_fields)
+    ref.fptrs = table_candidates(fields, func.text + "\n" + ref.callees)
     wasm, diags = assemble(text, func.start, func.text)
     if wasm is None:
         ref.error = "the reference module does not reassemble: " + "; ".join(d.message for d in diags[:2])
@@ -462,11 +502,15 @@ def _explorer(ref: Reference) -> explore.Explorer | None:
     """The instrumented copy of the reference, built once per unit."""
     if ref.explorer is None and ref.explore_error is None:
         cov_addr = ref.base + inputs.GROW_PAGES * inputs.PAGE
-        text, probes = explore.instrument(ref.func.text, cov_addr)
-        # The direct callees get the load trace too (no probes): checks such as zlib's
-        # inflateStateCheck(strm) read the input there.
-        edits = [(ref.func.start, ref.func.end, text)]
-        edits += [(f.start, f.end, explore.instrument(f.text, cov_addr, probes=False)[0]) for f in ref.callee_fields]
+        main = explore.instrument(ref.func.text, cov_addr)
+        # The direct callees get the load trace and the comparison log too (no probes): checks such as
+        # zlib's inflateStateCheck(strm) read the input there.
+        edits = [(ref.func.start, ref.func.end, main.text)]
+        cmps = main.cmps
+        for f in ref.callee_fields:
+            sub = explore.instrument(f.text, cov_addr, probes=False, cmp_start=cmps)
+            cmps += sub.cmps
+            edits.append((f.start, f.end, sub.text))
         module = ref.module_wat
         for start, end, new in sorted(edits, reverse=True):
             module = module[:start] + new + module[end:]
@@ -475,7 +519,7 @@ def _explorer(ref: Reference) -> explore.Explorer | None:
             if wasm is None:
                 raise RuntimeError("; ".join(d.message for d in diags[:2]))
             prep = wasm_run.prepare(wasm, ref.layout.globals)
-            ref.explorer = explore.Explorer(prep, probes, cov_addr - ref.layout.keep_from)
+            ref.explorer = explore.Explorer(prep, main.probes, cov_addr - ref.layout.keep_from, cmps)
         except Exception as e:  # exploring is an improvement, never a requirement
             ref.explore_error = str(e)[:300]
     return ref.explorer
@@ -494,10 +538,11 @@ def _execute(ref: Reference, cand: wasm_run.Prepared, unit: dict, tests: int, se
     statics = inputs.static_addresses(ref.func.text + "\n" + ref.callees, ref.layout.keep_from, ref.base)
     # `tests` untyped inputs, then half as many again with the C types and seeded statics: extra,
     # not instead (on the mutant benchmark, replacing untyped tests lost 7 of the catches they made).
-    base_inputs = [inputs.make_input(params, seed, i, ref.base, consts, hints, fconsts) for i in range(tests)]
+    base_inputs = [inputs.make_input(params, seed, i, ref.base, consts, hints, fconsts, fptrs=ref.fptrs)
+                   for i in range(tests)]
     if (types and any(p.ctype is not None for p in params)) or statics:
-        base_inputs += [inputs.make_input(params, seed, i, ref.base, consts, hints, fconsts, types, statics)
-                        for i in range(tests, tests + tests // 2)]
+        base_inputs += [inputs.make_input(params, seed, i, ref.base, consts, hints, fconsts, types, statics,
+                                          ref.fptrs) for i in range(tests, tests + tests // 2)]
     ekey = (seed, tests, explore_runs, fuel, memory_bytes)
     if explore_runs > 0 and ekey not in ref.extra:
         ex = _explorer(ref)

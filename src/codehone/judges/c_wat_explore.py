@@ -31,21 +31,37 @@ from . import wasm_run
 
 _PROBE_AFTER = re.compile(r"^\s*(block|loop|if|else|end|br_if)\b")
 _LOAD = re.compile(r"^\s*(?:i32|i64|f32|f64)\.load(?:8_[su]|16_[su]|32_[su])?(?:\s+offset=(\d+))?(?:\s+align=\d+)?$")
-_CMP = re.compile(r"^\s*i32\.(lt_s|lt_u|le_s|le_u|gt_s|gt_u|ge_s|ge_u)$")
+_CMP = re.compile(r"^\s*(i32|i64)\.(eq|ne|lt_s|lt_u|le_s|le_u|gt_s|gt_u|ge_s|ge_u)$")
 _TYPES = re.compile(r"\b(i32|i64|f32|f64|v128|funcref|externref)\b")
 TRACE_COUNT = 4096  # offsets inside the coverage page
 TRACE_BASE = 8192
 TRACE_SLOTS = 1024
+# The comparison log: per comparison site, its first and last operand pair (4 x u64), and a flag byte.
+CMP_BASE = TRACE_BASE + 4 * TRACE_SLOTS
+CMP_SITES = 1024
+CMP_FLAGS = CMP_BASE + 32 * CMP_SITES
+COV_END = CMP_FLAGS + CMP_SITES  # what a run reads back of the coverage page
 
 
-def instrument(func_text: str, cov_addr: int, probes: bool = True) -> tuple[str, int]:
-    """The function with a coverage probe after each control-flow point and a trace of load addresses.
+@dataclass
+class Instrumented:
+    text: str
+    probes: int  # coverage probes used (0 when instrumenting failed or was not asked for)
+    cmps: int  # comparison sites logged, from `cmp_start` on
+
+
+def instrument(func_text: str, cov_addr: int, probes: bool = True, cmp_start: int = 0) -> Instrumented:
+    """The function with a coverage probe after each control-flow point, a trace of load addresses
+    and a log of comparison operands.
 
     Probes store 1 at cov_addr + n. Before each load, the address is kept in a new local and
     appended to a ring buffer (count at cov_addr + TRACE_COUNT, entries at + TRACE_BASE), so the
-    explorer knows which input words the function actually read. Before each i32 ordering
-    comparison, a probe records whether its operands were ever *equal*: `<` and `<=` differ only
-    there, so reaching that boundary is coverage worth searching for. Returns (text, probes).
+    explorer knows which input words the function actually read. Before each ordering comparison,
+    a probe records whether its operands were ever *equal*: `<` and `<=` differ only there, so
+    reaching that boundary is coverage worth searching for. Every integer comparison logs its
+    first and last operand pair (site `cmp_start + k`, at cov_addr + CMP_BASE): the explorer puts
+    one operand where the input held the other (input-to-state replacement, as in RedQueen), which
+    gets past magic-value checks and onto boundaries that random values almost never hit.
     """
     lines = func_text.splitlines()
     # The header: `(func ... (param ..) (result ..)` and any `(local ...)` lines after it.
@@ -59,15 +75,16 @@ def instrument(func_text: str, cov_addr: int, probes: bool = True) -> tuple[str,
         else:
             break
     tmp = nparams + nlocals
-    t1, t2 = tmp + 1, tmp + 2
+    tmps = {"i32": (tmp + 1, tmp + 2), "i64": (tmp + 3, tmp + 4)}
     ind0 = re.match(r"\s*", lines[1] if len(lines) > 1 else "").group(0) or "    "
     out: list[str] = []
     n = 0
+    c = cmp_start
     for i, line in enumerate(lines):
         code = re.sub(r"\(;.*?;\)", "", line).split(";;")[0].rstrip()
         load = _LOAD.match(code) if i > head_end else None
+        ind = re.match(r"\s*", line).group(0)
         if load:
-            ind = re.match(r"\s*", line).group(0)
             cnt, tb = cov_addr + TRACE_COUNT, cov_addr + TRACE_BASE
             offset = int(load.group(1) or 0)
             out.append("\n".join(ind + x for x in (
@@ -75,25 +92,36 @@ def instrument(func_text: str, cov_addr: int, probes: bool = True) -> tuple[str,
                 "i32.store", f"i32.const {tb}", f"i32.const {cnt}", "i32.load", f"i32.const {TRACE_SLOTS - 1}",
                 "i32.and", "i32.const 2", "i32.shl", "i32.add", f"local.get {tmp}", f"i32.const {offset}", "i32.add",
                 "i32.store")))
-        if probes and i > head_end and _CMP.match(code.rstrip(")")):
-            ind = re.match(r"\s*", line).group(0)
-            at = cov_addr + n
-            n += 1
-            out.append("\n".join(ind + x for x in (
-                f"local.set {t2}", f"local.tee {t1}", f"local.get {t2}", f"i32.const {at}", f"i32.const {at}",
-                "i32.load8_u", f"local.get {t1}", f"local.get {t2}", "i32.eq", "i32.or", "i32.store8")))
+        cmp = _CMP.match(code.rstrip(")")) if i > head_end else None
+        if cmp and (c < CMP_SITES or (probes and cmp.group(2) not in ("eq", "ne"))):
+            t1, t2 = tmps[cmp.group(1)]
+            ext = ["i64.extend_i32_u"] if cmp.group(1) == "i32" else []
+            seq = [f"local.set {t2}", f"local.tee {t1}", f"local.get {t2}"]
+            if probes and cmp.group(2) not in ("eq", "ne"):
+                at = cov_addr + n
+                n += 1
+                seq += [f"i32.const {at}", f"i32.const {at}", "i32.load8_u", f"local.get {t1}", f"local.get {t2}",
+                        f"{cmp.group(1)}.eq", "i32.or", "i32.store8"]
+            if c < CMP_SITES:
+                slot, flag = cov_addr + CMP_BASE + 32 * c, cov_addr + CMP_FLAGS + c
+                c += 1
+                seq += [f"i32.const {flag}", "i32.load8_u", "i32.eqz", "if",
+                        f"i32.const {slot}", f"local.get {t1}", *ext, "i64.store",
+                        f"i32.const {slot}", f"local.get {t2}", *ext, "i64.store offset=8",
+                        f"i32.const {flag}", "i32.const 1", "i32.store8", "end",
+                        f"i32.const {slot}", f"local.get {t1}", *ext, "i64.store offset=16",
+                        f"i32.const {slot}", f"local.get {t2}", *ext, "i64.store offset=24"]
+            out.append("\n".join(ind + x for x in seq))
         out.append(line)
         if i == head_end:
-            out.append(f"{ind0}(local i32 i32 i32)")
+            out.append(f"{ind0}(local i32 i32 i32 i64 i64)")
         if probes and i > head_end and _PROBE_AFTER.match(code) and not code.endswith(")"):
             indent = re.match(r"\s*", lines[min(i + 1, len(lines) - 1)]).group(0) or "    "
             out.append(f"{indent}i32.const {cov_addr + n}\n{indent}i32.const 1\n{indent}i32.store8")
             n += 1
-            if n >= TRACE_COUNT:
-                break
-    if n >= TRACE_COUNT:
-        return func_text, 0
-    return "\n".join(out), n
+        if n >= TRACE_COUNT:
+            return Instrumented(func_text, 0, 0)
+    return Instrumented("\n".join(out), n, c - cmp_start)
 
 
 @dataclass
@@ -101,6 +129,7 @@ class Explorer:
     prepared: wasm_run.Prepared  # the module with the instrumented reference
     probes: int
     cov_offset: int  # where the coverage page starts in Outcome.memory
+    cmps: int = 0  # comparison sites logged (the function's and its callees')
 
 
 def _value(rng: random.Random, consts: tuple[int, ...], base: int, size: int, ptrs: list[int] = ()) -> int:
@@ -155,23 +184,93 @@ def _mutate(rng: random.Random, inp: inputs.TestInput, reads: list[int], params:
     return inputs.TestInput(args, bytes(arena), inp.base, stub, inp.statics)
 
 
+_MASKS = {1: 0xFF, 2: 0xFFFF, 4: 0xFFFFFFFF, 8: 0xFFFFFFFFFFFFFFFF}
+
+
+def _operand_pairs(page: bytes, sites: int) -> list[tuple[int, int]]:
+    """The distinct (a, b) with a != b from the comparison log (first and last pair of each site)."""
+    pairs = {}
+    for c in range(sites):
+        if not page[CMP_FLAGS + c]:
+            continue
+        at = CMP_BASE + 32 * c
+        w = [int.from_bytes(page[at + 8 * k: at + 8 * k + 8], "little") for k in range(4)]
+        for a, b in ((w[0], w[1]), (w[2], w[3])):
+            if a != b:
+                pairs[(a, b)] = None
+    return list(pairs)
+
+
+def replacements(inp: inputs.TestInput, reads: list[int], pairs: list[tuple[int, int]],
+                 params: list[inputs.Param], limit: int, rng: random.Random) -> list[inputs.TestInput]:
+    """Input-to-state candidates: where the input holds one operand of a logged comparison (a word the
+    function read, at the width that matches, or a scalar argument), put the other operand there, or
+    it +-1. Up to `limit`, chosen at random among all of them."""
+    arena = inp.arena
+    edits: dict[tuple, None] = {}
+    scal = [j for j, p in enumerate(params) if p.kind in ("scalar", "ambiguous") and isinstance(inp.args[j], int)]
+    at: dict[tuple[int, int], list[int]] = {}  # (width, value) -> read addresses holding it
+    for r in reads:
+        for w in (4, 8, 2, 1):
+            if r + w <= len(arena):
+                at.setdefault((w, int.from_bytes(arena[r:r + w], "little")), []).append(r)
+    taken: set[tuple[int, int]] = set()
+    for a, b in pairs:
+        for have, want in ((a, b), (b, a)):
+            for j in scal:
+                bits = 64 if params[j].wasm == "i64" else 32
+                if inp.args[j] & ((1 << bits) - 1) == have & ((1 << bits) - 1):
+                    for d in (0, 1, -1):
+                        edits[("arg", j, inputs._wrap(want + d, params[j].wasm))] = None
+            for w in (4, 8, 2, 1):  # an i32 load first; a wider or narrower one when that does not match
+                m = _MASKS[w]
+                # the operand must be a value of this width, zero- or sign-extended by the load
+                if have & ~m and (have | m) not in (_MASKS[8], _MASKS[4]):
+                    continue
+                for r in at.get((w, have & m), ()):
+                    if (r, have) in taken:
+                        continue
+                    taken.add((r, have))
+                    for d in (0, 1, -1):
+                        edits[("mem", r, w, (want + d) & m)] = None
+    keys = list(edits)
+    rng.shuffle(keys)
+    out = []
+    for e in keys[:limit]:
+        if e[0] == "arg":
+            args = list(inp.args)
+            args[e[1]] = e[2]
+            out.append(inputs.TestInput(args, arena, inp.base, inp.stub_seed, inp.statics))
+        else:
+            _, r, w, v = e
+            new = bytearray(arena)
+            new[r:r + w] = v.to_bytes(w, "little")
+            out.append(inputs.TestInput(list(inp.args), bytes(new), inp.base, inp.stub_seed, inp.statics))
+    return out
+
+
 def explore(ex: Explorer, seeds: list[inputs.TestInput], params: list[inputs.Param], consts: tuple[int, ...],
             hints: tuple[tuple[int, int, int], ...], seed: int, runs: int, keep: int, fuel: int,
             memory_bytes: int, keep_from: int) -> list[inputs.TestInput]:
-    """Up to `keep` inputs, beyond `seeds`, each of which reached a probe nothing before it did."""
+    """Up to `keep` inputs, beyond `seeds`, each of which reached a probe nothing before it did.
+
+    Half the runs (while there are any) try input-to-state replacements from the comparison log of
+    an input that was kept, the other half random mutations of the inputs that got furthest.
+    """
     rng = random.Random(f"explore:{seed}")
     seen: set[int] = set()
     pool: list[tuple[inputs.TestInput, list[int]]] = []
     found: list[inputs.TestInput] = []
+    queue: list[tuple[inputs.TestInput, list[int]]] = []  # (candidate, its parent's reads)
     limits = wasm_run.Limits(fuel, 5.0, memory_bytes)
 
-    def run(inp: inputs.TestInput) -> tuple[set[int] | None, list[int]]:
+    def run(inp: inputs.TestInput) -> tuple[set[int] | None, list[int], list[tuple[int, int]]]:
         o = wasm_run.run(ex.prepared, "__codehone_target", inp.args, inp.arena, inputs.GROW_PAGES + 1, limits,
-                         keep_from, keep_to=ex.cov_offset + keep_from + TRACE_BASE + 4 * TRACE_SLOTS,
+                         keep_from, keep_to=ex.cov_offset + keep_from + COV_END,
                          stub_seed=inp.stub_seed, memory_on_trap=True, statics=inp.statics)
-        if o.kind in ("fuel", "timeout", "error") or len(o.memory) < ex.cov_offset + TRACE_BASE:
-            return None, []
-        page = o.memory[ex.cov_offset: ex.cov_offset + TRACE_BASE + 4 * TRACE_SLOTS]
+        if o.kind in ("fuel", "timeout", "error") or len(o.memory) < ex.cov_offset + COV_END:
+            return None, [], []
+        page = o.memory[ex.cov_offset: ex.cov_offset + COV_END]
         count = int.from_bytes(page[TRACE_COUNT:TRACE_COUNT + 4], "little")
         n = min(count, TRACE_SLOTS)
         slots = [(count - n + 1 + i) & (TRACE_SLOTS - 1) for i in range(n)]  # oldest to newest
@@ -181,25 +280,35 @@ def explore(ex: Explorer, seeds: list[inputs.TestInput], params: list[inputs.Par
         reads = list(dict.fromkeys(a - base for a in reversed(addrs) if base <= a < base + len(inp.arena) - 8))
         reads.reverse()
         cov = {i for i, b in enumerate(page[: ex.probes]) if b} if o.kind == "return" else None
-        return cov, reads
+        return cov, reads, _operand_pairs(page, ex.cmps)
+
+    def learn(inp: inputs.TestInput, reads: list[int], pairs: list[tuple[int, int]]) -> None:
+        if pairs and len(queue) < 4 * runs:
+            queue.extend((c, reads) for c in replacements(inp, reads[-64:], pairs, params, 24, rng))
 
     for inp in seeds:
-        cov, reads = run(inp)
+        cov, reads, pairs = run(inp)
         if cov is not None:
             seen |= cov
         pool.append((inp, reads))
+        learn(inp, reads, pairs)
+    rng.shuffle(queue)
     for _ in range(runs):
         if len(found) >= keep or len(seen) >= ex.probes:
             break
-        # Mostly the inputs that got furthest (read the most), where the next check is waiting.
-        parent, reads = rng.choice(sorted(pool, key=lambda e: -len(e[1]))[:8]) if rng.random() < 0.7 \
-            else rng.choice(pool)
-        child = _mutate(rng, parent, reads, params, consts, hints)
-        cov, child_reads = run(child)
+        if queue and rng.random() < 0.5:
+            child, reads = queue.pop()
+        else:
+            # Mostly the inputs that got furthest (read the most), where the next check is waiting.
+            parent, reads = rng.choice(sorted(pool, key=lambda e: -len(e[1]))[:8]) if rng.random() < 0.7 \
+                else rng.choice(pool)
+            child = _mutate(rng, parent, reads, params, consts, hints)
+        cov, child_reads, pairs = run(child)
         new = bool(cov is not None and cov - seen)
         if new:
             seen |= cov
             found.append(child)
+            learn(child, child_reads, pairs)
         if new or len(child_reads) > len(reads) and len(pool) < 256:
             pool.append((child, child_reads))  # new coverage, or it read further into the input
     return found

@@ -485,25 +485,32 @@ def _struct_tree(rng: random.Random, arena: bytearray, base: int, off: int,
 
 def make_input(params: list[Param], seed: int, test: int, base: int, consts: tuple[int, ...] = (),
                hints: tuple[tuple[int, int, int], ...] = (), fconsts: tuple[float, ...] = (),
-               types: dict | None = None, statics: tuple[tuple[int, int], ...] = ()) -> TestInput:
+               types: dict | None = None, statics: tuple[tuple[int, int], ...] = (),
+               fptrs: tuple[int, ...] = ()) -> TestInput:
     """Inputs for test number `test`: arguments, and the arena they point into.
 
     With C types (`types`, from meta.c_params) the pointer parameters get typed objects
     (c_wat_layout); without, pointer-rich random content, which also tests what types do not
     promise (aliasing, odd values). With `statics`, odd-numbered tests also seed the static
-    data the function reads (even ones keep it as `_initialize` left it).
+    data the function reads (even ones keep it as `_initialize` left it). `fptrs`: table indices of
+    functions of the types the code calls indirectly (function pointer arguments and fields).
     """
     if types and any(p.ctype is not None for p in params):
-        inp = _typed_input(params, seed, test, base, consts, hints, fconsts, types)
+        inp = _typed_input(params, seed, test, base, consts, hints, fconsts, types, fptrs)
     else:
-        inp = _untyped_input(params, seed, test, base, consts, hints, fconsts)
+        inp = _untyped_input(params, seed, test, base, consts, hints, fconsts, fptrs)
     if statics and test % 2 == 1:
         inp.statics = _static_values(random.Random(f"statics:{seed}:{test}"), statics, base, consts)
     return inp
 
 
+def _funcptr(rng: random.Random, fptrs: tuple[int, ...]) -> int:
+    return rng.choice(fptrs) if fptrs and rng.random() < 0.75 else rng.randint(0, 8)
+
+
 def _untyped_input(params: list[Param], seed: int, test: int, base: int, consts: tuple[int, ...],
-                   hints: tuple[tuple[int, int, int], ...], fconsts: tuple[float, ...]) -> TestInput:
+                   hints: tuple[tuple[int, int, int], ...], fconsts: tuple[float, ...],
+                   fptrs: tuple[int, ...] = ()) -> TestInput:
     size = ARENA_PAGES * PAGE
     rng = random.Random(f"{seed}:{test}")
     arena = bytearray(_arena(seed, test, base, size, consts))
@@ -529,7 +536,7 @@ def _untyped_input(params: list[Param], seed: int, test: int, base: int, consts:
             _apply_hints(rng, arena, off, hints)
             args.append(base + off)
         elif p.kind == "funcptr":
-            args.append(rng.randint(0, 8))
+            args.append(_funcptr(rng, fptrs))
         else:
             v = scalar(rng, p.wasm, test, j, earlier, consts, fconsts)
             earlier.append((p.wasm, v))
@@ -538,10 +545,11 @@ def _untyped_input(params: list[Param], seed: int, test: int, base: int, consts:
 
 
 def _typed_input(params: list[Param], seed: int, test: int, base: int, consts: tuple[int, ...],
-                 hints: tuple[tuple[int, int, int], ...], fconsts: tuple[float, ...], types: dict) -> TestInput:
+                 hints: tuple[tuple[int, int, int], ...], fconsts: tuple[float, ...], types: dict,
+                 fptrs: tuple[int, ...] = ()) -> TestInput:
     rng = random.Random(f"typed:{seed}:{test}")
     size = ARENA_PAGES * PAGE
-    arena = layout.Arena(bytearray(_arena(seed, test, base, size, consts)), base, 0, size - 4096)
+    arena = layout.Arena(bytearray(_arena(seed, test, base, size, consts)), base, 0, size - 4096, fptrs=fptrs)
     args: list[int | float] = []
     earlier: list[tuple[str, int | float]] = []
     for j, p in enumerate(params):
@@ -571,7 +579,7 @@ def _typed_input(params: list[Param], seed: int, test: int, base: int, consts: t
                 _apply_hints(rng, arena.data, off, hints)
             args.append(base + off)
         elif p.kind == "funcptr":
-            args.append(rng.randint(0, 8))
+            args.append(_funcptr(rng, fptrs))
         else:
             if d is not None and d.get("enum") and test >= 20 and rng.random() < 0.5:
                 v = _wrap(rng.choice(d["enum"]), p.wasm)

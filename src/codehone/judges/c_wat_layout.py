@@ -33,6 +33,7 @@ class Arena:
     top: int = 0
     limit: int = 0
     objects: dict[str, list[int]] = field(default_factory=dict)  # type id -> offsets of objects of that type
+    fptrs: tuple[int, ...] = ()  # table indices a function pointer field may hold (c_wat.table_candidates)
 
     def alloc(self, size: int, align: int = 8) -> int | None:
         at = (self.top + align - 1) // align * align
@@ -86,7 +87,7 @@ def fill(rng: random.Random, a: Arena, off: int, tid: str | None, types: dict, c
         elif d["size"] == 8:
             a.data[off:off + 8] = struct.pack("<d", v)
     elif k == "fptr":
-        a.put(off, rng.choice((0, 1, 2, 3)), 4)
+        a.put(off, rng.choice(a.fptrs) if a.fptrs and rng.random() < 0.75 else rng.choice((0, 1, 2, 3)), 4)
     elif k == "ptr":
         a.put(off, pointer(rng, a, d.get("to"), types, consts, text, depth, ancestors), 4)
     elif k in ("struct", "union"):
