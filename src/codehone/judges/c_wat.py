@@ -210,6 +210,7 @@ class Reference:
     callees: str = ""  # the text of the functions it calls directly: their constants guide inputs too
     callee_fields: list = field(default_factory=list)  # their wat.Field, to trace their loads
     fptrs: tuple[int, ...] = ()  # table indices of functions that a call_indirect here could call
+    tokens: tuple[bytes, ...] = ()  # static strings the code names (inputs.string_tokens)
     explore_error: str | None = None
 
 
@@ -318,15 +319,17 @@ def reference(unit: dict, modules_dir: Path, memory_bytes: int = DEFAULT_MEMORY)
     else:
         try:
             ref.prepared = wasm_run.prepare(wasm, layout.globals)
-            ref.base = _probe_base(ref.prepared, memory_bytes)
+            ref.base, memory = _probe_base(ref.prepared, memory_bytes)
+            ref.tokens = inputs.string_tokens(func.text + "\n" + ref.callees, memory, max(1024, layout.keep_from))
         except Exception as e:  # instantiation or _initialize failed: not executable here
             ref.error = f"the reference module cannot run: {str(e).splitlines()[0][:300]}"
     _lru_put(_REF_CACHE, key, ref, 8)
     return ref
 
 
-def _probe_base(prep: wasm_run.Prepared, memory_bytes: int) -> int:
-    """Instantiate once and run `_initialize`: the arena goes at the end of memory it leaves."""
+def _probe_base(prep: wasm_run.Prepared, memory_bytes: int) -> tuple[int, bytes]:
+    """Instantiate once and run `_initialize`: the arena goes at the end of memory it leaves.
+    Returns (that end, the memory as `_initialize` left it)."""
     store = wasmtime.Store(wasm_run.engine())
     store.set_limits(memory_size=memory_bytes)
     store.set_wasi(wasmtime.WasiConfig())
@@ -338,7 +341,9 @@ def _probe_base(prep: wasm_run.Prepared, memory_bytes: int) -> int:
     if init is not None:
         init(store)
     mem = wasm_run._get(ex, "memory")
-    return mem.data_len(store) if isinstance(mem, wasmtime.Memory) else 0
+    if not isinstance(mem, wasmtime.Memory):
+        return 0, b""
+    return mem.data_len(store), mem.read(store, 0, mem.data_len(store))
 
 
 # ---------------------------------------------------------------- assemble
@@ -506,10 +511,10 @@ def _explorer(ref: Reference) -> explore.Explorer | None:
         # The direct callees get the load trace and the comparison log too (no probes): checks such as
         # zlib's inflateStateCheck(strm) read the input there.
         edits = [(ref.func.start, ref.func.end, main.text)]
-        cmps = main.cmps
+        cmps, ordering = main.cmps, main.ordering
         for f in ref.callee_fields:
             sub = explore.instrument(f.text, cov_addr, probes=False, cmp_start=cmps)
-            cmps += sub.cmps
+            cmps, ordering = cmps + sub.cmps, ordering + sub.ordering
             edits.append((f.start, f.end, sub.text))
         module = ref.module_wat
         for start, end, new in sorted(edits, reverse=True):
@@ -519,7 +524,7 @@ def _explorer(ref: Reference) -> explore.Explorer | None:
             if wasm is None:
                 raise RuntimeError("; ".join(d.message for d in diags[:2]))
             prep = wasm_run.prepare(wasm, ref.layout.globals)
-            ref.explorer = explore.Explorer(prep, main.probes, cov_addr - ref.layout.keep_from, cmps)
+            ref.explorer = explore.Explorer(prep, main.probes, cov_addr - ref.layout.keep_from, cmps, ordering)
         except Exception as e:  # exploring is an improvement, never a requirement
             ref.explore_error = str(e)[:300]
     return ref.explorer
@@ -547,7 +552,8 @@ def _execute(ref: Reference, cand: wasm_run.Prepared, unit: dict, tests: int, se
     if explore_runs > 0 and ekey not in ref.extra:
         ex = _explorer(ref)
         ref.extra[ekey] = explore.explore(ex, base_inputs, params, consts, hints, seed, explore_runs, tests,
-                                          min(fuel, 2_000_000), memory_bytes, ref.layout.keep_from) if ex else []
+                                          min(fuel, 2_000_000), memory_bytes, ref.layout.keep_from,
+                                          ref.tokens) if ex else []
     all_inputs = base_inputs + ref.extra.get(ekey, [])
     total = len(all_inputs)
     counts = {"tests": total, "explored": total - len(base_inputs), "typed": len(base_inputs) - tests,

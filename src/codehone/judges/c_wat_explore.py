@@ -48,6 +48,7 @@ class Instrumented:
     text: str
     probes: int  # coverage probes used (0 when instrumenting failed or was not asked for)
     cmps: int  # comparison sites logged, from `cmp_start` on
+    ordering: tuple[bool, ...] = ()  # per logged site: an ordering comparison (lt/le/gt/ge), not eq/ne
 
 
 def instrument(func_text: str, cov_addr: int, probes: bool = True, cmp_start: int = 0) -> Instrumented:
@@ -80,6 +81,7 @@ def instrument(func_text: str, cov_addr: int, probes: bool = True, cmp_start: in
     out: list[str] = []
     n = 0
     c = cmp_start
+    ordering: list[bool] = []
     for i, line in enumerate(lines):
         code = re.sub(r"\(;.*?;\)", "", line).split(";;")[0].rstrip()
         load = _LOAD.match(code) if i > head_end else None
@@ -105,6 +107,7 @@ def instrument(func_text: str, cov_addr: int, probes: bool = True, cmp_start: in
             if c < CMP_SITES:
                 slot, flag = cov_addr + CMP_BASE + 32 * c, cov_addr + CMP_FLAGS + c
                 c += 1
+                ordering.append(cmp.group(2) not in ("eq", "ne"))
                 seq += [f"i32.const {flag}", "i32.load8_u", "i32.eqz", "if",
                         f"i32.const {slot}", f"local.get {t1}", *ext, "i64.store",
                         f"i32.const {slot}", f"local.get {t2}", *ext, "i64.store offset=8",
@@ -121,7 +124,7 @@ def instrument(func_text: str, cov_addr: int, probes: bool = True, cmp_start: in
             n += 1
         if n >= TRACE_COUNT:
             return Instrumented(func_text, 0, 0)
-    return Instrumented("\n".join(out), n, c - cmp_start)
+    return Instrumented("\n".join(out), n, c - cmp_start, tuple(ordering))
 
 
 @dataclass
@@ -130,6 +133,7 @@ class Explorer:
     probes: int
     cov_offset: int  # where the coverage page starts in Outcome.memory
     cmps: int = 0  # comparison sites logged (the function's and its callees')
+    ordering: tuple[bool, ...] = ()  # per site: lt/le/gt/ge
 
 
 def _value(rng: random.Random, consts: tuple[int, ...], base: int, size: int, ptrs: list[int] = ()) -> int:
@@ -148,8 +152,10 @@ def _value(rng: random.Random, consts: tuple[int, ...], base: int, size: int, pt
 
 
 def _mutate(rng: random.Random, inp: inputs.TestInput, reads: list[int], params: list[inputs.Param],
-            consts: tuple[int, ...], hints: tuple[tuple[int, int, int], ...]) -> inputs.TestInput:
-    """A copy of `inp` with 1-4 changes, mostly to arena words the function was seen reading."""
+            consts: tuple[int, ...], hints: tuple[tuple[int, int, int], ...],
+            tokens: tuple[bytes, ...] = ()) -> inputs.TestInput:
+    """A copy of `inp` with 1-4 changes, mostly to arena words the function was seen reading, now
+    and then one of the program's own strings written where it was reading."""
     arena = bytearray(inp.arena)
     args = list(inp.args)
     size = len(arena)
@@ -158,7 +164,11 @@ def _mutate(rng: random.Random, inp: inputs.TestInput, reads: list[int], params:
     scalars = [j for j, p in enumerate(params) if p.kind in ("scalar", "ambiguous")]
     for _ in range(rng.choice((1, 1, 2, 3, 4))):
         r = rng.random()
-        if reads and r < 0.6:
+        if reads and tokens and rng.random() < 0.15:
+            at = rng.choice(reads[-3:]) if rng.random() < 0.6 else rng.choice(reads)
+            tok = rng.choice(tokens) + (b"\0" if rng.random() < 0.5 else b"")
+            arena[at:at + len(tok)] = tok[: max(0, size - at)]
+        elif reads and r < 0.6:
             frontier = rng.random() < 0.5
             at = rng.choice(reads[-3:]) if frontier else rng.choice(reads)
             if rng.random() < 0.3:  # a byte: char fields, strings, flags
@@ -187,10 +197,13 @@ def _mutate(rng: random.Random, inp: inputs.TestInput, reads: list[int], params:
 _MASKS = {1: 0xFF, 2: 0xFFFF, 4: 0xFFFFFFFF, 8: 0xFFFFFFFFFFFFFFFF}
 
 
-def _operand_pairs(page: bytes, sites: int) -> list[tuple[int, int]]:
-    """The distinct (a, b) with a != b from the comparison log (first and last pair of each site)."""
+def _operand_pairs(page: bytes, sites: int, only: tuple[bool, ...] | None = None) -> list[tuple[int, int]]:
+    """The distinct (a, b) with a != b from the comparison log (first and last pair of each site;
+    with `only`, of the sites it marks)."""
     pairs = {}
     for c in range(sites):
+        if only is not None and not (c < len(only) and only[c]):
+            continue
         if not page[CMP_FLAGS + c]:
             continue
         at = CMP_BASE + 32 * c
@@ -202,7 +215,8 @@ def _operand_pairs(page: bytes, sites: int) -> list[tuple[int, int]]:
 
 
 def replacements(inp: inputs.TestInput, reads: list[int], pairs: list[tuple[int, int]],
-                 params: list[inputs.Param], limit: int, rng: random.Random) -> list[inputs.TestInput]:
+                 params: list[inputs.Param], limit: int, rng: random.Random,
+                 deltas: tuple[int, ...] = (0, 1, -1)) -> list[inputs.TestInput]:
     """Input-to-state candidates: where the input holds one operand of a logged comparison (a word the
     function read, at the width that matches, or a scalar argument), put the other operand there, or
     it +-1. Up to `limit`, chosen at random among all of them."""
@@ -220,7 +234,7 @@ def replacements(inp: inputs.TestInput, reads: list[int], pairs: list[tuple[int,
             for j in scal:
                 bits = 64 if params[j].wasm == "i64" else 32
                 if inp.args[j] & ((1 << bits) - 1) == have & ((1 << bits) - 1):
-                    for d in (0, 1, -1):
+                    for d in deltas:
                         edits[("arg", j, inputs._wrap(want + d, params[j].wasm))] = None
             for w in (4, 8, 2, 1):  # an i32 load first; a wider or narrower one when that does not match
                 m = _MASKS[w]
@@ -231,7 +245,7 @@ def replacements(inp: inputs.TestInput, reads: list[int], pairs: list[tuple[int,
                     if (r, have) in taken:
                         continue
                     taken.add((r, have))
-                    for d in (0, 1, -1):
+                    for d in deltas:
                         edits[("mem", r, w, (want + d) & m)] = None
     keys = list(edits)
     rng.shuffle(keys)
@@ -251,7 +265,7 @@ def replacements(inp: inputs.TestInput, reads: list[int], pairs: list[tuple[int,
 
 def explore(ex: Explorer, seeds: list[inputs.TestInput], params: list[inputs.Param], consts: tuple[int, ...],
             hints: tuple[tuple[int, int, int], ...], seed: int, runs: int, keep: int, fuel: int,
-            memory_bytes: int, keep_from: int) -> list[inputs.TestInput]:
+            memory_bytes: int, keep_from: int, tokens: tuple[bytes, ...] = ()) -> list[inputs.TestInput]:
     """Up to `keep` inputs, beyond `seeds`, each of which reached a probe nothing before it did.
 
     Half the runs (while there are any) try input-to-state replacements from the comparison log of
@@ -264,7 +278,9 @@ def explore(ex: Explorer, seeds: list[inputs.TestInput], params: list[inputs.Par
     queue: list[tuple[inputs.TestInput, list[int]]] = []  # (candidate, its parent's reads)
     limits = wasm_run.Limits(fuel, 5.0, memory_bytes)
 
-    def run(inp: inputs.TestInput) -> tuple[set[int] | None, list[int], list[tuple[int, int]]]:
+    boundary: list[tuple[inputs.TestInput, list[int], list[tuple[int, int]]]] = []
+
+    def run(inp: inputs.TestInput, note: bool = False) -> tuple[set[int] | None, list[int], list[tuple[int, int]]]:
         o = wasm_run.run(ex.prepared, "__codehone_target", inp.args, inp.arena, inputs.GROW_PAGES + 1, limits,
                          keep_from, keep_to=ex.cov_offset + keep_from + COV_END,
                          stub_seed=inp.stub_seed, memory_on_trap=True, statics=inp.statics)
@@ -280,6 +296,8 @@ def explore(ex: Explorer, seeds: list[inputs.TestInput], params: list[inputs.Par
         reads = list(dict.fromkeys(a - base for a in reversed(addrs) if base <= a < base + len(inp.arena) - 8))
         reads.reverse()
         cov = {i for i, b in enumerate(page[: ex.probes]) if b} if o.kind == "return" else None
+        if cov is not None and note:
+            boundary.append((inp, reads, _operand_pairs(page, ex.cmps, ex.ordering)))
         return cov, reads, _operand_pairs(page, ex.cmps)
 
     def learn(inp: inputs.TestInput, reads: list[int], pairs: list[tuple[int, int]]) -> None:
@@ -287,7 +305,7 @@ def explore(ex: Explorer, seeds: list[inputs.TestInput], params: list[inputs.Par
             queue.extend((c, reads) for c in replacements(inp, reads[-64:], pairs, params, 24, rng))
 
     for inp in seeds:
-        cov, reads, pairs = run(inp)
+        cov, reads, pairs = run(inp, note=True)
         if cov is not None:
             seen |= cov
         pool.append((inp, reads))
@@ -302,13 +320,41 @@ def explore(ex: Explorer, seeds: list[inputs.TestInput], params: list[inputs.Par
             # Mostly the inputs that got furthest (read the most), where the next check is waiting.
             parent, reads = rng.choice(sorted(pool, key=lambda e: -len(e[1]))[:8]) if rng.random() < 0.7 \
                 else rng.choice(pool)
-            child = _mutate(rng, parent, reads, params, consts, hints)
+            child = _mutate(rng, parent, reads, params, consts, hints, tokens)
         cov, child_reads, pairs = run(child)
         new = bool(cov is not None and cov - seen)
         if new:
             seen |= cov
             found.append(child)
+            run(child, note=True)  # again, to log its boundaries (only the few new ones)
             learn(child, child_reads, pairs)
         if new or len(child_reads) > len(reads) and len(pool) < 256:
             pool.append((child, child_reads))  # new coverage, or it read further into the input
-    return found
+    return found + _boundaries(ex, boundary, found, params, rng, keep // 2, run)
+
+
+def _boundaries(ex: Explorer, logged: list, found: list[inputs.TestInput], params: list[inputs.Param],
+                rng: random.Random, keep: int, run) -> list[inputs.TestInput]:
+    """Up to `keep` inputs on the boundary of an ordering comparison, derived from inputs that returned.
+
+    `x < y` and `x <= y` differ only at x == y, and reaching that once (the equality probe) is not
+    enough: the boundary must be hit on the path where the difference shows (cJSON's
+    `offset + 5 <= length` matters only when the text there is "false"). So for the inputs that
+    found new code first, then the others, one operand of a logged ordering comparison is put
+    where the input held the other (exactly, no +-1), and the variant is kept when it still returns.
+    """
+    if keep <= 0:
+        return []
+    new = [e for e in logged if any(e[0] is f for f in found)]
+    out: list[inputs.TestInput] = []
+    for entries, per_input in ((new, 8), ([e for e in logged if not any(e[0] is f for f in found)], 2)):
+        for inp, reads, pairs in entries:
+            got = 0
+            for pair in pairs:  # the function's own sites come first
+                if len(out) >= keep or got >= per_input:
+                    break
+                for c in replacements(inp, reads[-64:], [pair], params, 1, rng, deltas=(0,)):
+                    if run(c)[0] is not None:
+                        out.append(c)
+                        got += 1
+    return out

@@ -356,21 +356,50 @@ class TestInput:
 
 _ABS_LOAD = re.compile(r"^\s*i32\.const (\d+)\s*\n\s*(i32|i64|f32|f64)\.load(8|16|32)?(?:_[su])?"
                        r"(?:\s+offset=(\d+))?", re.M)
+_BIG_STORE = re.compile(r"^\s*(i32|i64|f32|f64)\.store(8|16|32)?\s+offset=(\d+)", re.M)
 
 
 def static_addresses(func_wat: str, lo: int, hi: int) -> tuple[tuple[int, int], ...]:
-    """(address, width) of every static the code loads from a constant address in [lo, hi).
+    """(address, width) of every static the code loads from a constant address in [lo, hi), or
+    stores to at an offset that is itself a static address (`i32.const 0; ...; i32.store offset=68848`).
 
     `static cJSON_error global_error` or a libc's `errno`/locale state: the inputs never set
     them, so code whose result depends on them was tested in one state only (the initial one).
+    And a store to the wrong field of a static struct is invisible when that field already held
+    the value stored (cJSON_InitHooks writing `malloc` over the default `malloc`).
     """
     out = {}
-    for m in _ABS_LOAD.finditer(func_wat):
-        addr = int(m.group(1)) + int(m.group(4) or 0)
-        width = int(m.group(3) or (32 if m.group(2) in ("i32", "f32") else 64)) // 8
+    found = [(int(m.group(1)) + int(m.group(4) or 0), m.group(2), m.group(3)) for m in _ABS_LOAD.finditer(func_wat)]
+    found += [(int(m.group(3)), m.group(1), m.group(2)) for m in _BIG_STORE.finditer(func_wat)]
+    for addr, typ, bits in found:
+        width = int(bits or (32 if typ in ("i32", "f32") else 64)) // 8
         if max(lo, 1024) <= addr and addr + width <= hi:
             out[addr] = max(width, out.get(addr, 0))
     return tuple(sorted(out.items()))[:32]
+
+
+_PRINTABLE = frozenset(range(32, 127)) | {9, 10, 13}
+
+
+def string_tokens(func_wat: str, memory: bytes, lo: int, limit: int = 32) -> tuple[bytes, ...]:
+    """The NUL-terminated strings (1-48 printable bytes) at the static addresses the code names.
+
+    `strncmp(p, "false", 5)` or `strcmp(op, "replace")` pass only for that exact text, which
+    random bytes never spell: the explorer writes these tokens where the function reads its input
+    (a fuzzer's dictionary, taken from the program as libFuzzer does).
+    """
+    out: dict[bytes, None] = {}
+    for m in re.finditer(r"\bi32\.const (\d+)", func_wat):
+        addr = int(m.group(1))
+        if not lo <= addr < len(memory) or (addr > 0 and memory[addr - 1] != 0 and memory[addr - 1] in _PRINTABLE):
+            continue  # not the start of a string
+        end = memory.find(b"\0", addr, addr + 49)
+        tok = memory[addr:end] if end > addr else b""
+        if tok and all(b in _PRINTABLE for b in tok):
+            out[bytes(tok)] = None
+            if len(out) >= limit:
+                break
+    return tuple(out)
 
 
 def _static_values(rng: random.Random, statics: tuple[tuple[int, int], ...], base: int,
