@@ -55,7 +55,7 @@ def instrument(func_text: str, cov_addr: int, probes: bool = True, cmp_start: in
     """The function with a coverage probe after each control-flow point, a trace of load addresses
     and a log of comparison operands.
 
-    Probes store 1 at cov_addr + n. Before each load, the address is kept in a new local and
+    Probes count hits (mod 256) at cov_addr + n; the explorer buckets them as AFL does. Before each load, the address is kept in a new local and
     appended to a ring buffer (count at cov_addr + TRACE_COUNT, entries at + TRACE_BASE), so the
     explorer knows which input words the function actually read. Before each ordering comparison,
     a probe records whether its operands were ever *equal*: `<` and `<=` differ only there, so
@@ -120,7 +120,9 @@ def instrument(func_text: str, cov_addr: int, probes: bool = True, cmp_start: in
             out.append(f"{ind0}(local i32 i32 i32 i64 i64)")
         if probes and i > head_end and _PROBE_AFTER.match(code) and not code.endswith(")"):
             indent = re.match(r"\s*", lines[min(i + 1, len(lines) - 1)]).group(0) or "    "
-            out.append(f"{indent}i32.const {cov_addr + n}\n{indent}i32.const 1\n{indent}i32.store8")
+            at = cov_addr + n
+            out.append("\n".join(indent + x for x in (
+                f"i32.const {at}", f"i32.const {at}", "i32.load8_u", "i32.const 1", "i32.add", "i32.store8")))
             n += 1
         if n >= TRACE_COUNT:
             return Instrumented(func_text, 0, 0)
@@ -194,6 +196,9 @@ def _mutate(rng: random.Random, inp: inputs.TestInput, reads: list[int], params:
     return inputs.TestInput(args, bytes(arena), inp.base, stub, inp.statics)
 
 
+# Hit counts in AFL's buckets (1, 2, 3, 4-7, 8-15, 16-31, 32-127, 128+): a loop that runs once more
+# (one more matching character of a prefix, one more list node) is progress worth keeping.
+_BUCKET = [0, 1, 2, 3] + [4] * 4 + [5] * 8 + [6] * 16 + [7] * 96 + [8] * 128
 _MASKS = {1: 0xFF, 2: 0xFFFF, 4: 0xFFFFFFFF, 8: 0xFFFFFFFFFFFFFFFF}
 
 
@@ -295,7 +300,7 @@ def explore(ex: Explorer, seeds: list[inputs.TestInput], params: list[inputs.Par
         # In order of last use: the final reads are the check where the run stopped going deeper.
         reads = list(dict.fromkeys(a - base for a in reversed(addrs) if base <= a < base + len(inp.arena) - 8))
         reads.reverse()
-        cov = {i for i, b in enumerate(page[: ex.probes]) if b} if o.kind == "return" else None
+        cov = {(i, _BUCKET[b]) for i, b in enumerate(page[: ex.probes]) if b} if o.kind == "return" else None
         if cov is not None and note:
             boundary.append((inp, reads, _operand_pairs(page, ex.cmps, ex.ordering)))
         return cov, reads, _operand_pairs(page, ex.cmps)
@@ -312,7 +317,7 @@ def explore(ex: Explorer, seeds: list[inputs.TestInput], params: list[inputs.Par
         learn(inp, reads, pairs)
     rng.shuffle(queue)
     for _ in range(runs):
-        if len(found) >= keep or len(seen) >= ex.probes:
+        if len(found) >= keep:
             break
         if queue and rng.random() < 0.5:
             child, reads = queue.pop()
@@ -327,7 +332,8 @@ def explore(ex: Explorer, seeds: list[inputs.TestInput], params: list[inputs.Par
             seen |= cov
             found.append(child)
             run(child, note=True)  # again, to log its boundaries (only the few new ones)
-            learn(child, child_reads, pairs)
+        if new or len(child_reads) > len(reads):
+            learn(child, child_reads, pairs)  # it got further: the next check waits there (a prefix, a list)
         if new or len(child_reads) > len(reads) and len(pool) < 256:
             pool.append((child, child_reads))  # new coverage, or it read further into the input
     return found + _boundaries(ex, boundary, found, params, rng, keep // 2, run)

@@ -92,8 +92,12 @@ def fill(rng: random.Random, a: Arena, off: int, tid: str | None, types: dict, c
         a.put(off, pointer(rng, a, d.get("to"), types, consts, text, depth, ancestors), 4)
     elif k in ("struct", "union"):
         fields = d["fields"][:1] if k == "union" and rng.random() < 0.7 else d["fields"]
+        link = _first_link(types, tid, fields)
         for foff, ftid in fields:
-            fill(rng, a, off + foff, ftid, types, consts, text, depth, ancestors)
+            if foff == link:  # `next`: a fresh node or NULL, never back up the list (a cycle never ends)
+                a.put(off + foff, pointer(rng, a, types[ftid].get("to"), types, consts, text, depth, ancestors, True), 4)
+            else:
+                fill(rng, a, off + foff, ftid, types, consts, text, depth, ancestors)
     elif k == "array":
         of = _strip(types, d.get("of"))
         if of is None or d["n"] <= 0:
@@ -105,15 +109,27 @@ def fill(rng: random.Random, a: Arena, off: int, tid: str | None, types: dict, c
             fill(rng, a, off + i * esize, d["of"], types, consts, text, depth, ancestors)
 
 
+def _first_link(types: dict, tid: str, fields: list) -> int | None:
+    """The offset of the first field that points to the struct's own type (a list's `next`)."""
+    for foff, ftid in fields:
+        fd = types.get(ftid)
+        if fd is not None and fd["k"] == "ptr" and fd.get("to") == tid:
+            return foff
+    return None
+
+
 def pointer(rng: random.Random, a: Arena, to: str | None, types: dict, consts: tuple[int, ...], text,
-            depth: int, ancestors: dict[str, int]) -> int:
+            depth: int, ancestors: dict[str, int], link: bool = False) -> int:
     """An address for a `to *`: NULL now and then, a back-pointer to an enclosing object of that type
-    (zlib's `s->strm == strm`), or a fresh object; random bytes once the depth is spent."""
+    (zlib's `s->strm == strm`; for a pointer to the object's own type, such as a list's `prev`, the
+    object it was reached from), or a fresh object; random bytes once the depth is spent. A `link`
+    (a list's `next`) is never a back-pointer and ends the list, NULL, once the depth is spent: lists
+    are finite and their `prev` pointers lead back."""
     r = rng.random()
-    if r < 0.08:
+    if r < 0.08 or (link and depth <= 1 and r < 0.8):
         return 0
-    if to in ancestors and r < 0.5:
-        return a.base + ancestors[to]
+    if to in ancestors and r < 0.5 and not link:
+        return a.base + ancestors.get("^" + to, ancestors[to])
     d = _strip(types, to)
     if d is not None and d["k"] == "int" and d["size"] == 1:
         s = text(rng, 64)
@@ -148,6 +164,8 @@ def new_object(rng: random.Random, a: Arena, tid: str, types: dict, consts: tupl
     if at is None:
         return rng.randrange(0, max(1, len(a.data) - size - 8), 8) if len(a.data) > size + 8 else 0
     inner = {**ancestors, tid: at}
+    if tid in ancestors:
+        inner["^" + tid] = ancestors[tid]  # the object of the same type this one was reached from
     for i in range(count):
         fill(rng, a, at + i * size, tid, types, consts, text, depth - 1, inner)
     return at
