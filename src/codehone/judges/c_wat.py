@@ -72,7 +72,7 @@ from pathlib import Path
 
 import wasmtime
 
-from .. import wat
+from .. import scratch, wat
 from ..records import Diagnostic, Verdict
 from ..toolchains import wabt
 from . import c_wat_explore as explore
@@ -356,7 +356,7 @@ def assemble(module_wat: str, func_start: int, func_text: str) -> tuple[bytes | 
     """wat2wasm; diagnostics inside the function get the function's own line numbers."""
     first = _line_of(module_wat, func_start)
     last = first + func_text.count("\n")
-    with tempfile.TemporaryDirectory(prefix="codehone-wat-") as d:
+    with tempfile.TemporaryDirectory(prefix="codehone-wat-", dir=scratch.scratch_root()) as d:
         src, out = Path(d) / "m.wat", Path(d) / "m.wasm"
         src.write_text(module_wat, encoding="utf-8")
         try:
@@ -448,7 +448,7 @@ def judge(
     fuel: int = DEFAULT_FUEL,
     timeout_s: float = 20.0,
     memory_bytes: int = DEFAULT_MEMORY,
-    explore_runs: int = 300,
+    explore_runs: int = 1000,
 ) -> Verdict:
     """Judge one candidate function for `unit` (a mined c-wat unit) against its reference module.
 

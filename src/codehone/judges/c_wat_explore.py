@@ -199,6 +199,7 @@ def _mutate(rng: random.Random, inp: inputs.TestInput, reads: list[int], params:
 # Hit counts in AFL's buckets (1, 2, 3, 4-7, 8-15, 16-31, 32-127, 128+): a loop that runs once more
 # (one more matching character of a prefix, one more list node) is progress worth keeping.
 _BUCKET = [0, 1, 2, 3] + [4] * 4 + [5] * 8 + [6] * 16 + [7] * 96 + [8] * 128
+PLATEAU = 300  # runs without new coverage after which exploring stops (simple functions finish early)
 _MASKS = {1: 0xFF, 2: 0xFFFF, 4: 0xFFFFFFFF, 8: 0xFFFFFFFFFFFFFFFF}
 
 
@@ -280,6 +281,7 @@ def explore(ex: Explorer, seeds: list[inputs.TestInput], params: list[inputs.Par
     seen: set[int] = set()
     pool: list[tuple[inputs.TestInput, list[int]]] = []
     found: list[inputs.TestInput] = []
+    found_cov: list[tuple[set[int], list[int]]] = []  # per found input: the probes it set, the words it read
     queue: list[tuple[inputs.TestInput, list[int]]] = []  # (candidate, its parent's reads)
     limits = wasm_run.Limits(fuel, 5.0, memory_bytes)
 
@@ -316,8 +318,9 @@ def explore(ex: Explorer, seeds: list[inputs.TestInput], params: list[inputs.Par
         pool.append((inp, reads))
         learn(inp, reads, pairs)
     rng.shuffle(queue)
-    for _ in range(runs):
-        if len(found) >= keep:
+    last_new = 0
+    for k in range(runs):
+        if len(found) >= keep or k - last_new > PLATEAU:
             break
         if queue and rng.random() < 0.5:
             child, reads = queue.pop()
@@ -331,12 +334,30 @@ def explore(ex: Explorer, seeds: list[inputs.TestInput], params: list[inputs.Par
         if new:
             seen |= cov
             found.append(child)
+            found_cov.append(({i for i, _ in cov}, child_reads))
+            last_new = k
             run(child, note=True)  # again, to log its boundaries (only the few new ones)
         if new or len(child_reads) > len(reads):
             learn(child, child_reads, pairs)  # it got further: the next check waits there (a prefix, a list)
         if new or len(child_reads) > len(reads) and len(pool) < 256:
             pool.append((child, child_reads))  # new coverage, or it read further into the input
-    return found + _boundaries(ex, boundary, found, params, rng, keep // 2, run)
+    # Siblings: one input per new path compares that path on one set of values only (a sum whose
+    # second term happened to be 0 hides `+` vs `-`). Mutations that still set every probe of
+    # the path give it a second and third set.
+    siblings: list[inputs.TestInput] = []
+    for f, (probes, f_reads) in zip(found, found_cov, strict=True):
+        got = 0
+        for _ in range(12):
+            if len(siblings) >= keep // 2 or got >= 2:
+                break
+            child = _mutate(rng, f, f_reads, params, consts, hints, tokens)
+            if child.args == f.args and all(child.arena[r:r + 4] == f.arena[r:r + 4] for r in f_reads):
+                continue  # nothing the path reads changed
+            cov = run(child)[0]
+            if cov is not None and probes <= {i for i, _ in cov}:
+                siblings.append(child)
+                got += 1
+    return found + siblings + _boundaries(ex, boundary, found, params, rng, keep // 2, run)
 
 
 def _boundaries(ex: Explorer, logged: list, found: list[inputs.TestInput], params: list[inputs.Param],
