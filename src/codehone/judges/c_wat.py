@@ -205,6 +205,7 @@ class Reference:
     base: int = 0  # where the arena starts: the end of memory after _initialize
     error: str | None = None  # why it cannot be executed
     outcomes: dict = field(default_factory=dict)  # (seed, test, fuel, mem) -> Outcome
+    inputs: dict = field(default_factory=dict)  # (seed, tests) -> [TestInput], the seeded ones
     extra: dict = field(default_factory=dict)  # (seed, tests, runs, fuel, mem) -> [TestInput] found by exploring
     explorer: explore.Explorer | None = None
     callees: str = ""  # the text of the functions it calls directly: their constants guide inputs too
@@ -543,11 +544,15 @@ def _execute(ref: Reference, cand: wasm_run.Prepared, unit: dict, tests: int, se
     statics = inputs.static_addresses(ref.func.text + "\n" + ref.callees, ref.layout.keep_from, ref.base)
     # `tests` untyped inputs, then half as many again with the C types and seeded statics: extra,
     # not instead (on the mutant benchmark, replacing untyped tests lost 7 of the catches they made).
-    base_inputs = [inputs.make_input(params, seed, i, ref.base, consts, hints, fconsts, fptrs=ref.fptrs)
-                   for i in range(tests)]
-    if (types and any(p.ctype is not None for p in params)) or statics:
-        base_inputs += [inputs.make_input(params, seed, i, ref.base, consts, hints, fconsts, types, statics,
-                                          ref.fptrs) for i in range(tests, tests + tests // 2)]
+    # Built once per (unit, seed, tests): every candidate for the unit sees the same ones.
+    base_inputs = ref.inputs.get((seed, tests))
+    if base_inputs is None:
+        base_inputs = [inputs.make_input(params, seed, i, ref.base, consts, hints, fconsts, fptrs=ref.fptrs)
+                       for i in range(tests)]
+        if (types and any(p.ctype is not None for p in params)) or statics:
+            base_inputs += [inputs.make_input(params, seed, i, ref.base, consts, hints, fconsts, types, statics,
+                                              ref.fptrs) for i in range(tests, tests + tests // 2)]
+        ref.inputs[(seed, tests)] = base_inputs
     ekey = (seed, tests, explore_runs, fuel, memory_bytes)
     if explore_runs > 0 and ekey not in ref.extra:
         ex = _explorer(ref)
@@ -583,7 +588,8 @@ def _execute(ref: Reference, cand: wasm_run.Prepared, unit: dict, tests: int, se
         budget = min(fuel, 10 * r.fuel_used + 1_000_000) if r.kind == "return" else fuel
         c = wasm_run.run(cand, TARGET_EXPORT, inp.args, inp.arena, inputs.GROW_PAGES,
                          wasm_run.Limits(budget, max(0.05, deadline - time.monotonic()), memory_bytes),
-                         ref.layout.keep_from, stub_seed=inp.stub_seed, statics=inp.statics)
+                         ref.layout.keep_from, stub_seed=inp.stub_seed, statics=inp.statics,
+                         expect_memory=r.memory if r.kind == "return" else None)
         why = compare(r, c, ref.layout.keep_from)
         if why is None:
             counts["passed"] += 1

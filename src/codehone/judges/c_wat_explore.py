@@ -289,11 +289,12 @@ def explore(ex: Explorer, seeds: list[inputs.TestInput], params: list[inputs.Par
 
     def run(inp: inputs.TestInput, note: bool = False) -> tuple[set[int] | None, list[int], list[tuple[int, int]]]:
         o = wasm_run.run(ex.prepared, "__codehone_target", inp.args, inp.arena, inputs.GROW_PAGES + 1, limits,
-                         keep_from, keep_to=ex.cov_offset + keep_from + COV_END,
+                         keep_from + ex.cov_offset, keep_to=ex.cov_offset + keep_from + COV_END,
                          stub_seed=inp.stub_seed, memory_on_trap=True, statics=inp.statics)
-        if o.kind in ("fuel", "timeout", "error") or len(o.memory) < ex.cov_offset + COV_END:
+        # Only the coverage page is read back: copying all memory per run cost more than running it.
+        if o.kind in ("fuel", "timeout", "error") or len(o.memory) < COV_END:
             return None, [], []
-        page = o.memory[ex.cov_offset: ex.cov_offset + COV_END]
+        page = o.memory[:COV_END]
         count = int.from_bytes(page[TRACE_COUNT:TRACE_COUNT + 4], "little")
         n = min(count, TRACE_SLOTS)
         slots = [(count - n + 1 + i) & (TRACE_SLOTS - 1) for i in range(n)]  # oldest to newest

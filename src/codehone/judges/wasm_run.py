@@ -345,7 +345,7 @@ def _take_output(path: str) -> bytes:
 
 def run(prep: Prepared, target: str, args: list, arena: bytes, arena_pages: int, limits: Limits,
         keep_from: int, keep_to: int | None = None, stub_seed: int = 0, memory_on_trap: bool = False,
-        statics: tuple = ()) -> Outcome:
+        statics: tuple = (), expect_memory: bytes | None = None) -> Outcome:
     """Fresh instance; `_initialize`; grow `arena_pages` and write the arena there; call `target`.
 
     `keep_from` is the first address compared afterwards (everything below it is the dead
@@ -353,7 +353,8 @@ def run(prep: Prepared, target: str, args: list, arena: bytes, arena_pages: int,
     used as `base` when building pointers. `memory_on_trap` keeps the memory of a trapped call
     too (the input explorer reads its trace there; the judge never compares it). `statics` are
     (address, bytes) written after `_initialize`: seeded values for the static data the function
-    reads.
+    reads. `expect_memory` (the reference's memory, when comparing): after a return, memory equal
+    to it is compared in place and not copied (the Outcome holds `expect_memory` itself).
     """
     t0 = time.monotonic()
     store = wasmtime.Store(engine())
@@ -400,7 +401,10 @@ def run(prep: Prepared, target: str, args: list, arena: bytes, arena_pages: int,
     _STATE.in_call = False
     output = _take_output(out_path)
     values = res if isinstance(res, tuple) else (() if res is None else (res,))
-    memory, pages = _read(mem, store, keep_from, keep_to) if mem is not None else (b"", 0)
+    if mem is not None and expect_memory is not None and _same(mem, store, keep_from, keep_to, expect_memory):
+        memory, pages = expect_memory, mem.data_len(store) // 65536
+    else:
+        memory, pages = _read(mem, store, keep_from, keep_to) if mem is not None else (b"", 0)
     globs = tuple(_norm(_get(exports, g).value(store)) for g in prep.globals)
     return Outcome("return", tuple(_norm(v) for v in values), memory=memory, memory_pages=pages, globals=globs,
                    log=_STATE.log, host_calls=_STATE.calls, fuel_used=used, seconds=time.monotonic() - t0,
@@ -413,6 +417,22 @@ def _read(mem: wasmtime.Memory, store: wasmtime.Store, keep_from: int, keep_to: 
     n = mem.data_len(store)
     end = n if keep_to is None else min(n, keep_to)
     return ctypes.string_at(ctypes.addressof(ptr.contents) + keep_from, max(0, end - keep_from)), n // 65536
+
+
+_LIBC = ctypes.CDLL(None)
+_LIBC.memcmp.argtypes = (ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t)
+_LIBC.memcmp.restype = ctypes.c_int
+
+
+def _same(mem: wasmtime.Memory, store: wasmtime.Store, keep_from: int, keep_to: int | None, want: bytes) -> bool:
+    """Linear memory [keep_from, keep_to) equals `want`, compared in place (memcmp, no copy): a
+    megabyte copied per run cost as much as the run when judging."""
+    n = mem.data_len(store)
+    end = n if keep_to is None else min(n, keep_to)
+    if end - keep_from != len(want):
+        return False
+    addr = ctypes.addressof(mem.data_ptr(store).contents) + keep_from
+    return _LIBC.memcmp(addr, want, len(want)) == 0
 
 
 def _safe_fuel(store: wasmtime.Store) -> int:
