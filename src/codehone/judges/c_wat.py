@@ -44,18 +44,24 @@ says so in a warning; it is not a pass of the execute stage.
 
 Inputs: `tests` seeded ones as described in c_wat_inputs; then, when the unit
 carries `meta.c_params` (parameter types and struct layouts mine read from the
-compiler's DWARF) or the function loads static data from constant addresses,
-half as many again with typed objects behind the pointers (c_wat_layout) and,
-in every other one, seeded statics.
+compiler's DWARF) or the function uses static data at constant addresses,
+half as many again with typed objects behind the pointers (c_wat_layout:
+finite, consistent lists; function pointers that name functions of a type the
+code calls indirectly) and, in every other one, seeded statics; then up to
+`tests` more that a coverage-guided search of the reference found (c_wat_explore:
+comparison-operand replacement, the program's own strings as tokens, siblings
+of each new path, and boundary variants of ordering comparisons). Stubbed
+imports answer 0, 1, -1, 2 or an address, and in one test of four like an
+allocator.
 
 What it cannot see (measured by benchmarks/c_wat_mutants.py): code behind
-checks that random, typed, dictionary-guided and coverage-guided inputs do
-not get past (deep struct invariants; function pointers in structs, which
-would have to point at a function of the right type, such as zlib's
-`strm->zalloc`), boundaries the operands never hit, and effects that only a
-stubbed import could observe (a value stored in a stack struct that only an
-external stub receives). A passing verdict means "no difference found on these
-inputs", and `counts` says how many ran, trapped or were skipped.
+checks that none of these inputs get past (deep struct invariants, such as a
+valid deflate state; pointers that must come from the module's own malloc),
+boundaries of computed operands (`a + b <= c` where no operand is an input
+word), and effects that only a stubbed import could observe (a value stored in
+a stack struct that only an external stub receives). A passing verdict means
+"no difference found on these inputs", and `counts` says how many ran,
+trapped or were skipped.
 """
 
 from __future__ import annotations
