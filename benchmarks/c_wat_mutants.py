@@ -35,8 +35,9 @@ every other unit of each corpus unmodified, for the false-alarm count.
 
 Run: python benchmarks/c_wat_mutants.py [--units 40] [--per-unit 2] [--tests 64] [--work DIR]
      [--unmodified all]
-(about 6 minutes on 2 quiet cores for 40 units per corpus: 120 units, ~234 mutants; --unmodified
-all adds ~550 verdicts).
+(about 6 minutes for 40 units per corpus: 120 units, ~234 mutants; --unmodified all adds ~550
+verdicts, about 20 minutes in all). A --work folder mined before mine recorded `meta.c_params`
+judges with untyped inputs only and scores lower: the run says so.
 """
 
 from __future__ import annotations
@@ -114,7 +115,11 @@ def load_units(name: str, spec: str, work: Path) -> tuple[list[dict], Path]:
         t = time.monotonic()
         run_mine(sources, out, MineConfig(jobs=2))
         print(f"  {name}: mined in {time.monotonic() - t:.0f}s")
-    return list(read_jsonl(out / "units.jsonl")), out / "modules"
+    units = list(read_jsonl(out / "units.jsonl"))
+    if units and not any("c_params" in u["meta"] for u in units):
+        print(f"  {name}: WARNING: mined without meta.c_params (an old mine): no typed inputs; "
+              f"delete {out} to mine again")
+    return units, out / "modules"
 
 
 def main() -> int:
