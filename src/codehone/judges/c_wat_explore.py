@@ -55,8 +55,8 @@ def instrument(func_text: str, cov_addr: int, probes: bool = True, cmp_start: in
     """The function with a coverage probe after each control-flow point, a trace of load addresses
     and a log of comparison operands.
 
-    Probes count hits (mod 256) at cov_addr + n; the explorer buckets them as AFL does. Before each load, the address is kept in a new local and
-    appended to a ring buffer (count at cov_addr + TRACE_COUNT, entries at + TRACE_BASE), so the
+    Probes count hits (mod 256) at cov_addr + n; the explorer buckets them as AFL does. Before
+    each load, the address is kept in a new local and appended to a ring buffer (count at cov_addr + TRACE_COUNT, entries at + TRACE_BASE), so the
     explorer knows which input words the function actually read. Before each ordering comparison,
     a probe records whether its operands were ever *equal*: `<` and `<=` differ only there, so
     reaching that boundary is coverage worth searching for. Every integer comparison logs its
@@ -272,7 +272,8 @@ def replacements(inp: inputs.TestInput, reads: list[int], pairs: list[tuple[int,
 def explore(ex: Explorer, seeds: list[inputs.TestInput], params: list[inputs.Param], consts: tuple[int, ...],
             hints: tuple[tuple[int, int, int], ...], seed: int, runs: int, keep: int, fuel: int,
             memory_bytes: int, keep_from: int, tokens: tuple[bytes, ...] = ()) -> list[inputs.TestInput]:
-    """Up to `keep` inputs, beyond `seeds`, each of which reached a probe nothing before it did.
+    """Inputs beyond `seeds`: up to `keep` that each reached a probe (or hit bucket) nothing before
+    did, then up to keep/2 siblings of those and keep/2 boundary variants (see below).
 
     Half the runs (while there are any) try input-to-state replacements from the comparison log of
     an input that was kept, the other half random mutations of the inputs that got furthest.
@@ -287,13 +288,15 @@ def explore(ex: Explorer, seeds: list[inputs.TestInput], params: list[inputs.Par
 
     boundary: list[tuple[inputs.TestInput, list[int], list[tuple[int, int]]]] = []
 
-    def run(inp: inputs.TestInput, note: bool = False) -> tuple[set[int] | None, list[int], list[tuple[int, int]]]:
+    def run(inp: inputs.TestInput) -> tuple[set[int] | None, list[int], list[tuple[int, int]], list[tuple[int, int]]]:
+        """(probes set, with hit buckets, or None unless it returned; words read; comparison operand
+        pairs; those of ordering comparisons, for the boundary variants)."""
         o = wasm_run.run(ex.prepared, "__codehone_target", inp.args, inp.arena, inputs.GROW_PAGES + 1, limits,
                          keep_from + ex.cov_offset, keep_to=ex.cov_offset + keep_from + COV_END,
                          stub_seed=inp.stub_seed, memory_on_trap=True, statics=inp.statics)
         # Only the coverage page is read back: copying all memory per run cost more than running it.
         if o.kind in ("fuel", "timeout", "error") or len(o.memory) < COV_END:
-            return None, [], []
+            return None, [], [], []
         page = o.memory[:COV_END]
         count = int.from_bytes(page[TRACE_COUNT:TRACE_COUNT + 4], "little")
         n = min(count, TRACE_SLOTS)
@@ -304,18 +307,18 @@ def explore(ex: Explorer, seeds: list[inputs.TestInput], params: list[inputs.Par
         reads = list(dict.fromkeys(a - base for a in reversed(addrs) if base <= a < base + len(inp.arena) - 8))
         reads.reverse()
         cov = {(i, _BUCKET[b]) for i, b in enumerate(page[: ex.probes]) if b} if o.kind == "return" else None
-        if cov is not None and note:
-            boundary.append((inp, reads, _operand_pairs(page, ex.cmps, ex.ordering)))
-        return cov, reads, _operand_pairs(page, ex.cmps)
+        ordered = _operand_pairs(page, ex.cmps, ex.ordering) if cov is not None else []
+        return cov, reads, _operand_pairs(page, ex.cmps), ordered
 
     def learn(inp: inputs.TestInput, reads: list[int], pairs: list[tuple[int, int]]) -> None:
         if pairs and len(queue) < 4 * runs:
             queue.extend((c, reads) for c in replacements(inp, reads[-64:], pairs, params, 24, rng))
 
     for inp in seeds:
-        cov, reads, pairs = run(inp, note=True)
+        cov, reads, pairs, ordered = run(inp)
         if cov is not None:
             seen |= cov
+            boundary.append((inp, reads, ordered))
         pool.append((inp, reads))
         learn(inp, reads, pairs)
     rng.shuffle(queue)
@@ -330,14 +333,14 @@ def explore(ex: Explorer, seeds: list[inputs.TestInput], params: list[inputs.Par
             parent, reads = rng.choice(sorted(pool, key=lambda e: -len(e[1]))[:8]) if rng.random() < 0.7 \
                 else rng.choice(pool)
             child = _mutate(rng, parent, reads, params, consts, hints, tokens)
-        cov, child_reads, pairs = run(child)
+        cov, child_reads, pairs, ordered = run(child)
         new = bool(cov is not None and cov - seen)
         if new:
             seen |= cov
             found.append(child)
             found_cov.append(({i for i, _ in cov}, child_reads))
             last_new = k
-            run(child, note=True)  # again, to log its boundaries (only the few new ones)
+            boundary.append((child, child_reads, ordered))
         if new or len(child_reads) > len(reads):
             learn(child, child_reads, pairs)  # it got further: the next check waits there (a prefix, a list)
         if new or len(child_reads) > len(reads) and len(pool) < 256:
