@@ -68,6 +68,8 @@ def engine() -> wasmtime.Engine:
             cfg.epoch_interruption = True
             cfg.cranelift_nan_canonicalization = True
             cfg.wasm_relaxed_simd_deterministic = True
+            # check's pool workers: one compile thread each (the pool is the parallelism)
+            cfg.parallel_compilation = os.environ.get("CODEHONE_WASM_COMPILE_THREADS") != "1"
             eng = wasmtime.Engine(cfg)
 
             def tick() -> None:
