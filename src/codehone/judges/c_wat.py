@@ -212,6 +212,7 @@ class Reference:
     error: str | None = None  # why it cannot be executed
     outcomes: dict = field(default_factory=dict)  # (seed, test, fuel, mem) -> Outcome
     inputs: dict = field(default_factory=dict)  # (seed, tests) -> [TestInput], the seeded ones
+    analysis: tuple | None = None  # see _analysis
     extra: dict = field(default_factory=dict)  # (seed, tests, runs, fuel, mem) -> [TestInput] found by exploring
     explorer: explore.Explorer | None = None
     callees: str = ""  # the text of the functions it calls directly: their constants guide inputs too
@@ -537,17 +538,28 @@ def _explorer(ref: Reference) -> explore.Explorer | None:
     return ref.explorer
 
 
+def _analysis(ref: Reference, unit: dict) -> tuple:
+    """What input generation reads off the unit and its reference code, worked out once per reference:
+    (params, C types, integer constants, field hints, float constants, static addresses)."""
+    if ref.analysis is None:
+        c_params = unit["meta"].get("c_params")
+        code = ref.func.text + "\n" + ref.callees
+        ref.analysis = (
+            inputs.param_kinds(unit.get("signature", ""), unit["name"], ref.params, ref.results, c_params),
+            c_params.get("types") if c_params else None,
+            inputs.constants(code),
+            inputs.field_hints(code),
+            inputs.float_constants(ref.func.text),
+            inputs.static_addresses(code, ref.layout.keep_from, ref.base),
+        )
+    return ref.analysis
+
+
 def _execute(ref: Reference, cand: wasm_run.Prepared, unit: dict, tests: int, seed: int, fuel: int,
              timeout_s: float, memory_bytes: int, explore_runs: int) -> Verdict:
-    c_params = unit["meta"].get("c_params")
-    params = inputs.param_kinds(unit.get("signature", ""), unit["name"], ref.params, ref.results, c_params)
-    types = c_params.get("types") if c_params else None
     deadline = time.monotonic() + timeout_s
+    params, types, consts, hints, fconsts, statics = _analysis(ref, unit)
     kinds = [p.kind for p in params]
-    consts = inputs.constants(ref.func.text + "\n" + ref.callees)
-    hints = inputs.field_hints(ref.func.text + "\n" + ref.callees)
-    fconsts = inputs.float_constants(ref.func.text)
-    statics = inputs.static_addresses(ref.func.text + "\n" + ref.callees, ref.layout.keep_from, ref.base)
     # `tests` untyped inputs, then half as many again with the C types and seeded statics: extra,
     # not instead (on the mutant benchmark, replacing untyped tests lost 7 of the catches they made).
     # Built once per (unit, seed, tests): every candidate for the unit sees the same ones.

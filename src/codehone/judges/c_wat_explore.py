@@ -376,9 +376,11 @@ def _boundaries(ex: Explorer, logged: list, found: list[inputs.TestInput], param
     """
     if keep <= 0:
         return []
-    new = [e for e in logged if any(e[0] is f for f in found)]
+    ids = {id(f) for f in found}
+    new = [e for e in logged if id(e[0]) in ids]
+    rest = [e for e in logged if id(e[0]) not in ids]
     out: list[inputs.TestInput] = []
-    for entries, per_input in ((new, 8), ([e for e in logged if not any(e[0] is f for f in found)], 2)):
+    for entries, per_input in ((new, 8), (rest, 2)):
         for inp, reads, pairs in entries:
             got = 0
             for pair in pairs:  # the function's own sites come first

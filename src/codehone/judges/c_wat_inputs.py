@@ -533,10 +533,6 @@ def make_input(params: list[Param], seed: int, test: int, base: int, consts: tup
     return inp
 
 
-def _funcptr(rng: random.Random, fptrs: tuple[int, ...]) -> int:
-    return rng.choice(fptrs) if fptrs and rng.random() < 0.75 else rng.randint(0, 8)
-
-
 def _untyped_input(params: list[Param], seed: int, test: int, base: int, consts: tuple[int, ...],
                    hints: tuple[tuple[int, int, int], ...], fconsts: tuple[float, ...],
                    fptrs: tuple[int, ...] = ()) -> TestInput:
@@ -565,7 +561,7 @@ def _untyped_input(params: list[Param], seed: int, test: int, base: int, consts:
             _apply_hints(rng, arena, off, hints)
             args.append(base + off)
         elif p.kind == "funcptr":
-            args.append(_funcptr(rng, fptrs))
+            args.append(layout.funcptr(rng, fptrs, range(9)))
         else:
             v = scalar(rng, p.wasm, test, j, earlier, consts, fconsts)
             earlier.append((p.wasm, v))
@@ -608,7 +604,7 @@ def _typed_input(params: list[Param], seed: int, test: int, base: int, consts: t
                 _apply_hints(rng, arena.data, off, hints)
             args.append(base + off)
         elif p.kind == "funcptr":
-            args.append(_funcptr(rng, fptrs))
+            args.append(layout.funcptr(rng, fptrs, range(9)))
         else:
             if d is not None and d.get("enum") and test >= 20 and rng.random() < 0.5:
                 v = _wrap(rng.choice(d["enum"]), p.wasm)

@@ -47,6 +47,12 @@ class Arena:
             self.data[off:off + size] = (value & ((1 << (8 * size)) - 1)).to_bytes(size, "little")
 
 
+def funcptr(rng: random.Random, fptrs: tuple[int, ...], spare: range) -> int:
+    """A function pointer (table index): one of `fptrs` (functions of a type the code calls
+    indirectly) three times in four, else any index in `spare`."""
+    return rng.choice(fptrs) if fptrs and rng.random() < 0.75 else rng.choice(spare)
+
+
 def _strip(types: dict, tid: str | None) -> dict | None:
     return types.get(tid) if tid is not None else None
 
@@ -87,7 +93,7 @@ def fill(rng: random.Random, a: Arena, off: int, tid: str | None, types: dict, c
         elif d["size"] == 8:
             a.data[off:off + 8] = struct.pack("<d", v)
     elif k == "fptr":
-        a.put(off, rng.choice(a.fptrs) if a.fptrs and rng.random() < 0.75 else rng.choice((0, 1, 2, 3)), 4)
+        a.put(off, funcptr(rng, a.fptrs, range(4)), 4)
     elif k == "ptr":
         a.put(off, pointer(rng, a, d.get("to"), types, consts, text, depth, ancestors), 4)
     elif k in ("struct", "union"):
