@@ -448,3 +448,18 @@ def test_stub_answers_are_allocator_like_in_one_test_of_four():
         assert 0 in mixed and -1 in mixed  # the other tests still see NULL and error answers
     finally:
         st.arena, st.stub_seed = old
+
+
+def test_candidate_may_call_a_function_the_reference_does_not(mined):
+    # uses_helper's reference has helper inlined, so helper is stubbed in its pruned module; a candidate
+    # that calls it is judged in the whole module, and passes.
+    units, modules = mined
+    ref = c_wat.reference(units["uses_helper"], modules)
+    assert ref.pruned is not None and "$helper" in ref.pruned.stubbed
+    cand = ("(func $uses_helper (param i32) (result i32)\n  local.get 0\n  call $helper\n  local.get 0\n"
+            "  i32.const 1\n  i32.add\n  call $helper\n  i32.add)")
+    v = judge(mined, "uses_helper", cand)
+    assert v.ok and v.stage == "execute", v.diagnostics
+    bad = cand.replace("i32.const 1", "i32.const 2")
+    v = judge(mined, "uses_helper", bad)
+    assert not v.ok and v.stage == "execute", v.diagnostics

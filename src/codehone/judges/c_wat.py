@@ -78,7 +78,7 @@ from pathlib import Path
 
 import wasmtime
 
-from .. import scratch, wat
+from .. import scratch, wat, wat_prune
 from ..records import Diagnostic, Verdict
 from ..toolchains import wabt
 from . import c_wat_explore as explore
@@ -202,8 +202,8 @@ def _with_exports(module_wat: str, fields: list[wat.Field], name: str) -> tuple[
 
 @dataclass
 class Reference:
-    module_wat: str  # with the exports added, the reference function in place
-    func: wat.Field
+    module_wat: str  # with the exports added, the reference function in place, unreachable code stubbed
+    func: wat.Field  # its place in module_wat
     params: list[str]
     results: list[str]
     layout: Layout
@@ -220,6 +220,8 @@ class Reference:
     fptrs: tuple[int, ...] = ()  # table indices of functions that a call_indirect here could call
     tokens: tuple[bytes, ...] = ()  # static strings the code names (inputs.string_tokens)
     explore_error: str | None = None
+    full: tuple[str, wat.Field] | None = None  # the module with nothing stubbed, for candidates that need it
+    pruned: wat_prune.Pruned | None = None
 
 
 _WAT_CACHE: OrderedDict[str, tuple[str, list[wat.Field]]] = OrderedDict()
@@ -315,8 +317,13 @@ def reference(unit: dict, modules_dir: Path, memory_bytes: int = DEFAULT_MEMORY)
     if func is None:
         raise KeyError(f"{name} is not a function of module {sha[:12]}")
     params, results = _func_types(func.text)
-    ref = Reference(text, func, params, results, layout)
+    full = (text, func)
+    pruned = wat_prune.prune(text, fields, {name})
     by_name = {f.name: f for f in fields if f.kind == "func" and f.name}
+    if pruned is not None:
+        text, func = pruned.text, pruned.kept[name]
+        by_name.update(pruned.kept)
+    ref = Reference(text, func, params, results, layout, full=full, pruned=pruned)
     called = dict.fromkeys(re.findall(r"\bcall (\$[^\s()]+)", func.text))
     ref.callee_fields = [by_name[c] for c in list(called)[:12] if c in by_name and c != name]
     ref.callees = "\n".join(f.text for f in ref.callee_fields)
@@ -485,8 +492,9 @@ def judge(
             f"the signature must stay (param {' '.join(ref.params)}) (result {' '.join(ref.results)}); the "
             f"candidate has (param {' '.join(p)}) (result {' '.join(r)})", code="signature_mismatch", line=1)],
             timings=timings, isolation=ISOLATION)
-    text = ref.module_wat[: ref.func.start] + form + ref.module_wat[ref.func.end:]
-    wasm, diags = assemble(text, ref.func.start, form)
+    module, func = (ref.module_wat, ref.func) if ref.pruned is None or ref.pruned.admits(form) else ref.full
+    text = module[: func.start] + form + module[func.end:]
+    wasm, diags = assemble(text, func.start, form)
     timings["assemble"] = time.monotonic() - t
     if wasm is None:
         return Verdict(False, "assemble", diags, timings=timings, isolation=ISOLATION)
