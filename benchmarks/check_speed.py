@@ -5,8 +5,11 @@
 Candidates are generated here (distinct, so nothing hits the cache by
 accident): small Rust and Zig files, half of them with tests, so the figures
 include compile, lint and sandboxed test runs. c-wat is measured when
-`--units` points at a `codehone mine` output (its reference WAT is judged
-against itself) and the c-wat judge is installed.
+`--units` points at a `codehone mine` output and the c-wat judge is installed:
+--per-unit distinct candidates for each of --n units (each one the unit's
+reference WAT with its own trailing comment, so it is judged in full), every
+unit cold on each side of each round (no reference held in this process or
+in a freshly started pool), as in a fresh eval of k samples per unit.
 
 Figures:
   serial      jobs=1, cache off
@@ -16,7 +19,7 @@ Figures:
               the same rounds: what the compiler itself gets from N cores right now
   cpu         N CPU-bound Python loops vs 1: what the cores give at all, with the other work
               on the machine (on a shared box this, not the judge, caps the -j N speedup)
-  cold        per-verdict time of the serial run
+  cold        per-verdict time of a serial run that fills the cache (c-wat: from cold units)
   cached      per-verdict time of a rerun that hits the cache for every candidate
 The worker pool is started before timing (check keeps it across calls, as eval
 does); its one-off start costs about 0.5 s. The machine's load is printed too: on a shared 2-core box, other work skews -j 2.
@@ -77,11 +80,26 @@ def zig_candidates(n: int) -> list[str]:
     return out
 
 
-def cwat_items(units_path: Path, n: int) -> tuple[list[Item], dict]:
+def cwat_items(units_path: Path, n: int, per_unit: int) -> tuple[list[Item], dict]:
+    """`per_unit` distinct candidates (the reference with a different trailing comment) for each of
+    `n` units: eval's shape, k samples per unit, and judged as fully as the reference itself."""
     units = list(load_units(units_path).values())
     random.Random(0).shuffle(units)
-    items = [Item(candidate=u["artifact"], unit=u) for u in units[:n]]
+    items = [Item(candidate=f"{u['artifact']}\n;; sample {k}", unit=u) for u in units[:n] for k in range(per_unit)]
+    random.Random(1).shuffle(items)
     return items, {"modules_dir": str(units_path.parent / "modules")}
+
+
+def cold_cwat(jobs: int) -> None:
+    """Forget every unit's reference, in this process and in the pool (a fresh one, started and idle),
+    so each side of a round starts from nothing, as a fresh `codehone check` or eval run does."""
+    from codehone import check as chk
+    from codehone.judges import c_wat
+
+    c_wat._REF_CACHE.clear()
+    c_wat._WAT_CACHE.clear()
+    chk._drop_pool()
+    list(chk._pool(jobs).map(time.sleep, [0.3] * jobs))  # start every worker outside the timings
 
 
 def _raw_zig(cands: list[str], jobs: int, work: Path) -> None:
@@ -148,7 +166,8 @@ def cpu_ceiling(jobs: int, repeat: int) -> tuple[float, float, float]:
     return gains[0], statistics.median(gains), gains[-1]
 
 
-def measure(target: str, cands: list, options: dict, jobs: int, repeat: int = 1, raw: bool = False) -> dict:
+def measure(target: str, cands: list, options: dict, jobs: int, repeat: int = 1, raw: bool = False,
+            reset=None) -> dict:
     """Serial and -j N runs *interleaved* (alternating which goes first), `repeat` rounds: on a
     shared machine other work comes and goes, and back-to-back blocks would charge it all to one
     side. Reports the best of each side (other work only ever adds time) and the spread of the
@@ -162,6 +181,8 @@ def measure(target: str, cands: list, options: dict, jobs: int, repeat: int = 1,
         for r in range(repeat):
             order = ("s", "p") if r % 2 == 0 else ("p", "s")
             for side in order:
+                if reset:
+                    reset()
                 t0 = time.monotonic()
                 if side == "s":
                     serial = check(target, cands, jobs=1, cache_dir=False, options=options)
@@ -178,8 +199,12 @@ def measure(target: str, cands: list, options: dict, jobs: int, repeat: int = 1,
         shutil.rmtree(work, ignore_errors=True)
     assert [v.ok for v in serial] == [v.ok for v in par], "serial and parallel verdicts differ"
     cache = Path(tempfile.mkdtemp(prefix="codehone-bench-cache-"))
+    if reset:
+        reset()
     try:
-        check(target, cands, jobs=jobs, cache_dir=cache, options=options)  # fill
+        t0 = time.monotonic()
+        check(target, cands, jobs=1, cache_dir=cache, options=options)  # fill
+        t_cold = time.monotonic() - t0
         t0 = time.monotonic()
         hits = check(target, cands, jobs=1, cache_dir=cache, options=options)
         t_hit = time.monotonic() - t0
@@ -196,9 +221,9 @@ def measure(target: str, cands: list, options: dict, jobs: int, repeat: int = 1,
         "par_vps": n / min(t_par),
         "speedup": min(t_serial) / min(t_par),
         "spread": (ratios[0], statistics.median(ratios), ratios[-1]),
-        "cold_ms": 1000 * min(t_serial) / n,
+        "cold_ms": 1000 * t_cold / n,
         "hit_ms": 1000 * t_hit / n,
-        "cache_x": min(t_serial) / t_hit if t_hit > 0 else float("inf"),
+        "cache_x": t_cold / t_hit if t_hit > 0 else float("inf"),
     }
     if raw:
         raw_ratios = sorted(a / b for a, b in zip(t_raw1, t_rawj, strict=True))
@@ -214,6 +239,7 @@ def main() -> None:
     ap.add_argument("--targets", default="rust,zig,c-wat")
     ap.add_argument("--repeat", type=int, default=3, help="interleaved rounds; the best of each side is kept")
     ap.add_argument("--units", type=Path, default=None, help="units.jsonl from `codehone mine`, for c-wat")
+    ap.add_argument("--per-unit", type=int, default=4, help="c-wat candidates per unit (--n units)")
     args = ap.parse_args()
     os.environ.setdefault("ZIG_GLOBAL_CACHE_DIR", str(Path.home() / ".cache" / "codehone" / "zig"))
     sys.stdout.reconfigure(line_buffering=True)
@@ -245,9 +271,10 @@ def main() -> None:
             if not args.units:
                 print("c-wat: skipped (pass --units OUT/units.jsonl from `codehone mine`)")
                 continue
-            items, opts = cwat_items(args.units, args.n)
-            print(f"c-wat: {len(items)} units from {args.units}")
-            rows.append(measure("c-wat", items, opts, args.jobs, args.repeat))
+            items, opts = cwat_items(args.units, args.n, args.per_unit)
+            print(f"c-wat: {args.n} units from {args.units}, {args.per_unit} candidates each, every unit cold "
+                  f"on each side of each round")
+            rows.append(measure("c-wat", items, opts, args.jobs, args.repeat, reset=lambda: cold_cwat(args.jobs)))
         print(f"  {target} done", file=sys.stderr)
     hdr = (
         f"{'target':7} {'n':>3} {'ok':>3} {'serial v/s':>10} {f'-j{args.jobs} v/s':>9} {'speedup':>7} "

@@ -160,3 +160,20 @@ def test_judge_crash_is_an_internal_verdict_and_not_cached(tmp_path: Path):
     assert not v.ok and v.stage == "internal"
     assert "judge crashed: ValueError" in v.diagnostics[0].message
     assert list(tmp_path.rglob("*.json")) == []
+
+
+def test_c_wat_batches_keep_a_units_candidates_together():
+    from codehone.check import batches
+
+    def unit(name):
+        return {"name": name, "meta": {"module": "m", "wat_name": "$" + name}}
+
+    items = [Item("c", unit=unit(n)) for n in ["a", "b", "a", "c", "a", "b"]]
+    got = batches(list(range(6)), items, jobs=2, by_unit=True)
+    assert got == [[0, 2, 4], [1, 5], [3]]
+    assert batches([0, 1], items, jobs=2, by_unit=False) == [[0], [1]]
+    # one unit, many candidates: halved until every worker has a batch
+    one = [Item("c", unit=unit("a")) for _ in range(5)]
+    assert batches(list(range(5)), one, jobs=2, by_unit=True) == [[2, 3, 4], [0, 1]]
+    assert batches([0], one, jobs=4, by_unit=True) == [[0]]
+    assert batches([], one, jobs=2, by_unit=True) == []

@@ -200,12 +200,12 @@ def test_scalar_mutants_are_caught_at_execute(mined, name, old, new, nth):
 
 
 def test_explorer_gets_behind_nested_checks(mined):
-    # The last line is reached only when r->tag == 4242 and r->next->tag == 4243: 32 seeded inputs
+    # The last line is reached only when r->tag == 4242 and r->next->tag == 4243: 8 seeded inputs
     # do not get there (explore_runs=0 passes the mutant), the coverage-guided explorer does.
     units, _ = mined
     bad = mutate(units["chain_value"]["artifact"], "i32.add", "i32.sub", -1)
-    assert judge(mined, "chain_value", bad, tests=32, explore_runs=0).ok
-    v = judge(mined, "chain_value", bad, tests=32)
+    assert judge(mined, "chain_value", bad, tests=8, explore_runs=0).ok
+    v = judge(mined, "chain_value", bad, tests=8)
     assert not v.ok and v.counts["explored"] >= 1 and v.diagnostics[0].code == "mismatch", v.diagnostics
 
 
@@ -463,3 +463,16 @@ def test_candidate_may_call_a_function_the_reference_does_not(mined):
     bad = cand.replace("i32.const 1", "i32.const 2")
     v = judge(mined, "uses_helper", bad)
     assert not v.ok and v.stage == "execute", v.diagnostics
+
+
+def test_parallel_check_groups_by_unit_and_keeps_order(mined):
+    from codehone.check import check
+
+    units, modules = mined
+    names = ["is_lt", "clamp_add", "is_lt", "helper", "clamp_add"]
+    cands = [units[n]["artifact"] for n in names]
+    cands[2] = mutate(cands[2], "i32.lt_s", "i32.le_s")
+    items = [{"candidate": c, "unit": units[n]} for c, n in zip(cands, names, strict=True)]
+    vs = check("c-wat", items, jobs=2, cache_dir=False, options={"modules_dir": str(modules)})
+    assert [v.ok for v in vs] == [True, True, False, True, True], [v.diagnostics for v in vs]
+    assert vs[2].stage == "execute"

@@ -3,9 +3,10 @@
 Other stages (eval, iterate, dataset verification, the MCP `check` tool) call
 `check(target, candidates, ...)`; the CLI verb is a thin shell around it.
 
-* Parallelism: a process pool of `jobs` workers, one candidate per task. The
-  judges spend their time in sandboxed compilers, and a process pool keeps
-  `preexec_fn` (used by the sandbox) away from threads.
+* Parallelism: a process pool of `jobs` workers, one candidate per task (for
+  c-wat, one unit's candidates per task: see `batches`). The judges spend
+  their time in sandboxed compilers, and a process pool keeps `preexec_fn`
+  (used by the sandbox) away from threads.
 * Cache: key = sha256 over the candidate, the target, the toolchain version,
   the judge options, the unit (for c-wat), the isolation level and
   JUDGE_VERSION (bumped when a judge's logic changes). One JSON file per
@@ -177,8 +178,38 @@ def _drop_pool() -> None:
 atexit.register(_drop_pool)
 
 
-def _worker(args: tuple[str, str, dict | None, dict]) -> dict:
-    return to_dict(_judge_one(*args))
+def _worker(target: str, batch: list[tuple[str, dict | None]], options: dict) -> list[dict]:
+    return [to_dict(_judge_one(target, cand, unit, options)) for cand, unit in batch]
+
+
+def _unit_key(unit: dict | None) -> str:
+    if not unit:
+        return ""
+    meta = unit.get("meta") or {}
+    return f"{meta.get('module')}\0{meta.get('wat_name') or unit.get('name')}"
+
+
+def batches(todo: list[int], items: list[Item], jobs: int, by_unit: bool) -> list[list[int]]:
+    """How the pool's tasks split the work: one candidate per task, or (`by_unit`, for c-wat) all the
+    candidates of one unit in one task, largest first (a serial run judges in that order too, so its
+    per-process reference cache never thrashes on shuffled input).
+
+    Why by unit: a c-wat worker builds the unit's reference and explores it (a second or more) before
+    its first verdict, then judges each further candidate in a fraction of that. Spread over the
+    workers one by one, every worker would redo that for every unit. A unit's batch is halved while
+    there are fewer batches than workers, so one unit with many candidates still uses every core.
+    """
+    if not by_unit:
+        return [[i] for i in todo]
+    groups: dict[str, list[int]] = {}
+    for i in todo:
+        groups.setdefault(_unit_key(items[i].unit), []).append(i)
+    out = sorted(groups.values(), key=len, reverse=True)
+    while out and len(out) < jobs and len(out[0]) > 1:
+        big = out.pop(0)
+        out += [big[: len(big) // 2], big[len(big) // 2:]]
+        out.sort(key=len, reverse=True)
+    return out
 
 
 def check(
@@ -251,23 +282,31 @@ def check(
             progress(done, len(items), v)
 
     if jobs <= 1 or len(todo) <= 1:
-        for i in todo:
-            finish(i, _judge_one(target, items[i].candidate, items[i].unit, options))
+        for b in batches(todo, items, 1, by_unit=target == "c-wat"):  # a unit's candidates in a row: see batches
+            for i in b:
+                finish(i, _judge_one(target, items[i].candidate, items[i].unit, options))
     else:
         pool = _pool(jobs)
-        futs = {pool.submit(_worker, (target, items[i].candidate, items[i].unit, options)): i for i in todo}
+        futs = {
+            pool.submit(_worker, target, [(items[i].candidate, items[i].unit) for i in b], options): b
+            for b in batches(todo, items, jobs, by_unit=target == "c-wat")
+        }
         for f in cf.as_completed(futs):
-            i = futs[f]
+            batch = futs[f]
             try:
-                v = Verdict.from_dict(f.result())
-            except Exception as e:  # noqa: BLE001 - a dead worker is one internal verdict
+                got = [Verdict.from_dict(d) for d in f.result()]
+            except Exception as e:  # noqa: BLE001 - a dead worker: an internal verdict for each of its batch
                 _drop_pool()
-                v = Verdict(
-                    ok=False,
-                    stage="internal",
-                    diagnostics=[Diagnostic(f"worker failed: {type(e).__name__}: {e}", code="internal")],
-                )
-            finish(i, v)
+                got = [
+                    Verdict(
+                        ok=False,
+                        stage="internal",
+                        diagnostics=[Diagnostic(f"worker failed: {type(e).__name__}: {e}", code="internal")],
+                    )
+                    for _ in batch
+                ]
+            for i, v in zip(batch, got, strict=True):
+                finish(i, v)
     return [v for v in out if v is not None]
 
 

@@ -29,19 +29,15 @@ class Field:
 _ID = re.compile(r"\$[0-9A-Za-z!#$%&'*+\-./:<=>?@\\^_`|~]+")
 
 
+_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.S)
+
+
 def _skip_string(s: str, i: int) -> int:
     """`i` points at an opening quote; return the index after the closing quote."""
-    i += 1
-    n = len(s)
-    while i < n:
-        c = s[i]
-        if c == "\\":
-            i += 2
-            continue
-        if c == '"':
-            return i + 1
-        i += 1
-    raise WatSyntaxError("unterminated string")
+    m = _STRING.match(s, i)
+    if m is None:
+        raise WatSyntaxError("unterminated string")
+    return m.end()
 
 
 def _skip_block_comment(s: str, i: int) -> int:
@@ -61,21 +57,36 @@ def _skip_block_comment(s: str, i: int) -> int:
     raise WatSyntaxError("unterminated block comment")
 
 
+_SIGNIFICANT = re.compile(r'[()";]')
+
+
 def forms(s: str, start: int = 0, end: int | None = None) -> list[tuple[int, int]]:
-    """Top-level balanced (...) forms in s[start:end], as (start, end) spans."""
+    """Top-level balanced (...) forms in s[start:end], as (start, end) spans.
+
+    It jumps from one character that matters (parens, quotes, `;`) to the next with a regex: a
+    character loop in Python took ~0.4 s on a 0.8 MB module, which every judge process paid per module.
+    """
     end = len(s) if end is None else end
     out: list[tuple[int, int]] = []
     depth = 0
     form_start = -1
     i = start
-    while i < end:
+    find = _SIGNIFICANT.search
+    while True:
+        m = find(s, i, end)
+        if m is None:
+            break
+        i = m.start()
         c = s[i]
         if c == '"':
             i = _skip_string(s, i)
             continue
-        if c == ";" and s.startswith(";;", i):
-            nl = s.find("\n", i)
-            i = end if nl < 0 else nl + 1
+        if c == ";":
+            if s.startswith(";;", i):
+                nl = s.find("\n", i, end)
+                i = end if nl < 0 else nl + 1
+            else:
+                i += 1
             continue
         if c == "(" and s.startswith("(;", i):
             i = _skip_block_comment(s, i)
@@ -84,7 +95,7 @@ def forms(s: str, start: int = 0, end: int | None = None) -> list[tuple[int, int
             if depth == 0:
                 form_start = i
             depth += 1
-        elif c == ")":
+        else:
             depth -= 1
             if depth < 0:
                 raise WatSyntaxError(f"unbalanced ')' at offset {i}")
