@@ -69,6 +69,13 @@ int checked_len(const struct hdr *h) {
     return h->len < h->sum ? 1 : 2;
 }
 
+int op_code(const char *op) {
+    if (!op) return -1;
+    if (strcmp(op, "add") == 0) return 1;
+    if (strcmp(op, "remove") == 0) return 2;
+    return strcmp(op, "test") == 0 ? 6 : 0;
+}
+
 typedef int (*op_fn)(int, int);
 struct calc { op_fn op; int a; int b; };
 int run_calc(const struct calc *c) { return c->op(c->a, c->b) + 1; }
@@ -82,7 +89,7 @@ def mined(tmp_path_factory) -> tuple[dict[str, dict], Path]:
     out = tmp_path_factory.mktemp("out")
     run_mine([resolve(str(root))], out, MineConfig(jobs=1))
     units = {u["name"]: u for u in read_jsonl(out / "units.jsonl")}
-    assert len(units) == 14, sorted(units)
+    assert len(units) == 15, sorted(units)
     return units, out / "modules"
 
 
@@ -476,3 +483,50 @@ def test_parallel_check_groups_by_unit_and_keeps_order(mined):
     vs = check("c-wat", items, jobs=2, cache_dir=False, options={"modules_dir": str(modules)})
     assert [v.ok for v in vs] == [True, True, False, True, True], [v.diagnostics for v in vs]
     assert vs[2].stage == "execute"
+
+
+def test_string_compares_are_logged_and_the_other_string_written(mined):
+    # op_code returns 6 only for "test", by way of strcmp (libc's, in the module): the hook on strcmp's
+    # entry logs (op, "add"), ...; writing the other string where op points gives the inputs that pass.
+    from codehone.judges import c_wat_explore as explore
+    from codehone.judges import c_wat_inputs as inputs
+
+    units, modules = mined
+    u = units["op_code"]
+    c_wat.judge(u["artifact"], unit=u, modules_dir=modules, explore_runs=0)
+    ref = c_wat.reference(u, modules)
+    ex = c_wat._explorer(ref)
+    assert ex is not None, ref.explore_error
+    params = c_wat._analysis(ref, u)[0]
+    inp = inputs.make_input(params, 0, 1, ref.base)
+    assert inp.args[0] != 0
+    limits = wasm_run.Limits(2_000_000, 5.0, c_wat.DEFAULT_MEMORY)
+    strs = explore.observe(ex, inp, limits, ref.layout.keep_from)[4]
+    texts = {explore.string_at(b, inp, ref.statics, 8).split(b"\0")[0] for a, b, n in strs if a == inp.args[0]}
+    assert texts == {b"add", b"remove", b"test"}, strs
+    got = set()
+    for r in explore.string_replacements(inp, strs, ref.statics, 8):
+        o = wasm_run.run(ref.prepared, c_wat.TARGET_EXPORT, r.args, r.arena, inputs.GROW_PAGES, limits,
+                         ref.layout.keep_from)
+        got.add(o.values)
+    assert {(1,), (2,), (6,)} <= got, got
+    # and the judge's own exploring gets there: the mutant that returns 7 for "test" is caught
+    bad = mutate(u["artifact"], "i32.const 6", "i32.const 7")
+    v = judge(mined, "op_code", bad)
+    assert not v.ok and "expected returned (6)" in v.diagnostics[0].message, v.diagnostics
+
+
+def test_select_probes_tell_which_value_was_picked():
+    from codehone.judges import c_wat_explore as explore
+
+    func = "(func $f (param i32) (result i32)\n    i32.const 6\n    i32.const 0\n    local.get 0\n    select)"
+    ins = explore.instrument(func, 70000)
+    assert ins.probes == 1 and "i32.eqz" in ins.text
+    exported = ins.text.replace("(func $f", '(func (export "f")', 1)
+    engine = wasmtime.Engine()
+    m = wasmtime.Module(engine, wasmtime.wat2wasm(f'(module (memory (export "m") 2) {exported})'))
+    store = wasmtime.Store(engine)
+    inst = wasmtime.Instance(store, m, [])
+    f, mem = inst.exports(store)["f"], inst.exports(store)["m"]
+    assert f(store, 5) == 6 and mem.read(store, 70000, 70001) == b"\x01"
+    assert f(store, 0) == 0 and mem.read(store, 70000, 70001) == b"\x03"

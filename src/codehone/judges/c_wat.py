@@ -221,9 +221,14 @@ class Reference:
     tokens: tuple[bytes, ...] = ()  # static strings the code names (inputs.string_tokens)
     explore_error: str | None = None
     full: tuple[str, wat.Field] | None = None  # the module with nothing stubbed, for candidates that need it
+    funcs: dict = field(default_factory=dict)  # name -> wat.Field: the whole functions of module_wat
+    statics: bytes = b""  # memory as _initialize left it
     pruned: wat_prune.Pruned | None = None
 
 
+# Units whose reference (with its cached outcomes: ~1 MB of memory per test) a process keeps. check()
+# judges a unit's candidates one after another, so a few are enough; more only costs memory.
+REF_CACHE_UNITS = 4
 _WAT_CACHE: OrderedDict[str, tuple[str, list[wat.Field]]] = OrderedDict()
 _REF_CACHE: OrderedDict[tuple[str, str], Reference] = OrderedDict()
 
@@ -322,8 +327,8 @@ def reference(unit: dict, modules_dir: Path, memory_bytes: int = DEFAULT_MEMORY)
     by_name = {f.name: f for f in fields if f.kind == "func" and f.name}
     if pruned is not None:
         text, func = pruned.text, pruned.kept[name]
-        by_name.update(pruned.kept)
-    ref = Reference(text, func, params, results, layout, full=full, pruned=pruned)
+        by_name = dict(pruned.kept)
+    ref = Reference(text, func, params, results, layout, full=full, pruned=pruned, funcs=by_name)
     called = dict.fromkeys(re.findall(r"\bcall (\$[^\s()]+)", func.text))
     ref.callee_fields = [by_name[c] for c in list(called)[:12] if c in by_name and c != name]
     ref.callees = "\n".join(f.text for f in ref.callee_fields)
@@ -335,10 +340,11 @@ def reference(unit: dict, modules_dir: Path, memory_bytes: int = DEFAULT_MEMORY)
         try:
             ref.prepared = wasm_run.prepare(wasm, layout.globals)
             ref.base, memory = _probe_base(ref.prepared, memory_bytes)
+            ref.statics = memory
             ref.tokens = inputs.string_tokens(func.text + "\n" + ref.callees, memory, max(1024, layout.keep_from))
         except Exception as e:  # instantiation or _initialize failed: not executable here
             ref.error = f"the reference module cannot run: {str(e).splitlines()[0][:300]}"
-    _lru_put(_REF_CACHE, key, ref, 8)
+    _lru_put(_REF_CACHE, key, ref, REF_CACHE_UNITS)
     return ref
 
 
@@ -526,21 +532,27 @@ def _explorer(ref: Reference) -> explore.Explorer | None:
         main = explore.instrument(ref.func.text, cov_addr)
         # The direct callees get the load trace and the comparison log too (no probes): checks such as
         # zlib's inflateStateCheck(strm) read the input there.
-        edits = [(ref.func.start, ref.func.end, main.text)]
+        edits = {ref.func.name: (ref.func, main.text)}
         cmps, ordering = main.cmps, main.ordering
         for f in ref.callee_fields:
             sub = explore.instrument(f.text, cov_addr, probes=False, cmp_start=cmps)
             cmps, ordering = cmps + sub.cmps, ordering + sub.ordering
-            edits.append((f.start, f.end, sub.text))
+            edits[f.name] = (f, sub.text)
+        for name, f in ref.funcs.items():  # strcmp-like functions at any depth log their arguments
+            if explore.compares_strings(name, f.text):
+                text = edits[name][1] if name in edits else f.text
+                edits[name] = (f, explore.hook_compare(text, cov_addr, "mem" in name.lower() or "bcmp" in name))
+        edits = sorted(((f.start, f.end, new) for f, new in edits.values()), reverse=True)
         module = ref.module_wat
-        for start, end, new in sorted(edits, reverse=True):
+        for start, end, new in edits:
             module = module[:start] + new + module[end:]
         wasm, diags = assemble(module, 0, module)
         try:
             if wasm is None:
                 raise RuntimeError("; ".join(d.message for d in diags[:2]))
             prep = wasm_run.prepare(wasm, ref.layout.globals)
-            ref.explorer = explore.Explorer(prep, main.probes, cov_addr - ref.layout.keep_from, cmps, ordering)
+            ref.explorer = explore.Explorer(prep, main.probes, cov_addr - ref.layout.keep_from, cmps, ordering,
+                                            ref.statics)
         except Exception as e:  # exploring is an improvement, never a requirement
             ref.explore_error = str(e)[:300]
     return ref.explorer

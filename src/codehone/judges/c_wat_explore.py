@@ -6,8 +6,10 @@ real functions, and a wrong candidate that differs further down passes. This
 is a small fuzzer, run once per unit on the *reference* (never the candidate):
 
   * instrument: a copy of the reference function gets a probe after every
-    `block`, `loop`, `if`, `else`, `end` and `br_if` (a byte store into a
-    coverage page placed after the input arena and its zeroed slack);
+    `block`, `loop`, `if`, `else`, `end` and `br_if`, and one per `select`
+    that tells which value it picked (a byte store into a coverage page
+    placed after the input arena and its zeroed slack); strcmp-like
+    functions anywhere in the module log their arguments;
   * explore: starting from the seeded inputs, mutate one (arena words near
     the pointer arguments or anywhere, scalar arguments) toward the function's
     own constants, NULL, small numbers and arena addresses; keep a mutated
@@ -31,6 +33,7 @@ from . import wasm_run
 
 _PROBE_AFTER = re.compile(r"^\s*(block|loop|if|else|end|br_if)\b")
 _LOAD = re.compile(r"^\s*(?:i32|i64|f32|f64)\.load(?:8_[su]|16_[su]|32_[su])?(?:\s+offset=(\d+))?(?:\s+align=\d+)?$")
+_SELECT = re.compile(r"^\s*select(?:\s+\(result\s+\w+\))?$")
 _CMP = re.compile(r"^\s*(i32|i64)\.(eq|ne|lt_s|lt_u|le_s|le_u|gt_s|gt_u|ge_s|ge_u)$")
 _TYPES = re.compile(r"\b(i32|i64|f32|f64|v128|funcref|externref)\b")
 TRACE_COUNT = 4096  # offsets inside the coverage page
@@ -40,7 +43,15 @@ TRACE_SLOTS = 1024
 CMP_BASE = TRACE_BASE + 4 * TRACE_SLOTS
 CMP_SITES = 1024
 CMP_FLAGS = CMP_BASE + 32 * CMP_SITES
-COV_END = CMP_FLAGS + CMP_SITES  # what a run reads back of the coverage page
+# The string-compare log: the arguments of every call to a strcmp-like function (see hook_compare), in
+# a ring of RTN_SLOTS entries of (a, b, n) after a u32 count.
+RTN_COUNT = CMP_FLAGS + CMP_SITES
+RTN_BASE = RTN_COUNT + 4
+RTN_SLOTS = 64
+COV_END = RTN_BASE + 12 * RTN_SLOTS  # what a run reads back of the coverage page
+# Functions whose two first arguments are compared as strings (the third, when there is one, bounds
+# it): libc's, and a program's own helpers named like them (cJSON's case_insensitive_strcmp).
+_STRCMP = re.compile(r"^\$(?:\w*str\w*cmp\w*|\w*memcmp|bcmp|strcoll|compare_strings)$", re.I)
 
 
 @dataclass
@@ -94,6 +105,15 @@ def instrument(func_text: str, cov_addr: int, probes: bool = True, cmp_start: in
                 "i32.store", f"i32.const {tb}", f"i32.const {cnt}", "i32.load", f"i32.const {TRACE_SLOTS - 1}",
                 "i32.and", "i32.const 2", "i32.shl", "i32.add", f"local.get {tmp}", f"i32.const {offset}", "i32.add",
                 "i32.store")))
+        if probes and i > head_end and _SELECT.match(code.rstrip(")")):
+            # A `select` is a branch the compiler made branch-free (return cond ? 6 : 0): its probe
+            # sets bit 1 when it picked the first value, bit 2 the second.
+            at = cov_addr + n
+            n += 1
+            out.append("\n".join(ind + x for x in (
+                f"local.set {tmps['i32'][0]}", f"i32.const {at}", f"i32.const {at}", "i32.load8_u",
+                f"local.get {tmps['i32'][0]}", "i32.eqz", "i32.const 1", "i32.add", "i32.or", "i32.store8",
+                f"local.get {tmps['i32'][0]}")))
         cmp = _CMP.match(code.rstrip(")")) if i > head_end else None
         if cmp and (c < CMP_SITES or (probes and cmp.group(2) not in ("eq", "ne"))):
             t1, t2 = tmps[cmp.group(1)]
@@ -129,6 +149,85 @@ def instrument(func_text: str, cov_addr: int, probes: bool = True, cmp_start: in
     return Instrumented("\n".join(out), n, c - cmp_start, tuple(ordering))
 
 
+def compares_strings(name: str | None, func_text: str) -> bool:
+    """Is this a strcmp-like function (by name) taking at least two i32 (pointer) arguments?"""
+    if not name or not _STRCMP.match("$" + name.lstrip("$").rsplit(".", 1)[-1]):  # zig's `$c.string.strcmp`
+        return False
+    params = _TYPES.findall(" ".join(re.findall(r"\(param[^)]*\)", func_text.splitlines()[0])))
+    return params[:2] == ["i32", "i32"]
+
+
+def hook_compare(func_text: str, cov_addr: int, memory_like: bool) -> str:
+    """The function with its arguments logged on entry: (a, b, n) in the string-compare ring, n the
+    third i32 argument (strncmp, memcmp) or -1.
+
+    Why: `strcmp(op->valuestring, "test")` inside a callee of a callee passes only when the input
+    holds that exact text, byte by byte; the log names both strings, and the explorer writes one
+    where the input held the other (RedQueen's hooks of compare routines). `memory_like` (memcmp, from
+    the name) marks n as an exact length rather than a bound (strncmp): its top bit is set.
+    """
+    lines = func_text.splitlines()
+    params = _TYPES.findall(" ".join(re.findall(r"\(param[^)]*\)", lines[0])))
+    head_end = 0
+    for i in range(1, len(lines)):
+        if lines[i].strip().startswith("(local"):
+            head_end = i
+        else:
+            break
+    cnt, base = cov_addr + RTN_COUNT, cov_addr + RTN_BASE
+    n = "local.get 2" if len(params) > 2 and params[2] == "i32" else "i32.const -1"
+    flag = ["i32.const -2147483648", "i32.or"] if memory_like and n != "i32.const -1" else []
+    slot = [f"i32.const {cnt}", "i32.load", f"i32.const {RTN_SLOTS}", "i32.rem_u", "i32.const 12", "i32.mul"]
+    code = [*slot, "local.get 0", f"i32.store offset={base}",
+            *slot, "local.get 1", f"i32.store offset={base + 4}",
+            *slot, n, *flag, f"i32.store offset={base + 8}",
+            f"i32.const {cnt}", f"i32.const {cnt}", "i32.load", "i32.const 1", "i32.add", "i32.store"]
+    ind = re.match(r"\s*", lines[1] if len(lines) > 1 else "").group(0) or "    "
+    return "\n".join([*lines[:head_end + 1], *(ind + c for c in code), *lines[head_end + 1:]])
+
+
+def string_at(addr: int, inp: inputs.TestInput, statics: bytes, limit: int = 64) -> bytes | None:
+    """The bytes at `addr` (up to `limit`) as the call saw them, when that can be told: the input's arena,
+    or static data as `_initialize` left it."""
+    off = addr - inp.base
+    if 0 <= off < len(inp.arena):
+        return bytes(inp.arena[off:off + limit])
+    if 0 < addr < len(statics):
+        return bytes(statics[addr:addr + limit])
+    return None
+
+
+def string_replacements(inp: inputs.TestInput, logged: list[tuple[int, int, int]], statics: bytes,
+                        limit: int) -> list[inputs.TestInput]:
+    """For each logged string compare (a, b, n) where one side lies in the input's arena, the input with
+    the other side's string (up to its NUL, or n bytes for memcmp) written there."""
+    out: list[inputs.TestInput] = []
+    done: set[tuple[int, bytes]] = set()
+    for a, b, n in reversed(logged):  # the latest first: the check where the run stopped
+        exact = n != 0xFFFFFFFF and n & 0x80000000
+        n &= 0x7FFFFFFF if n != 0xFFFFFFFF else 0xFFFFFFFF
+        for dst, src in ((a, b), (b, a)):
+            off = dst - inp.base
+            s = string_at(src, inp, statics)
+            if s is None or not 0 <= off < len(inp.arena) - 1:
+                continue
+            if exact:
+                s = s[:n]
+            else:
+                end = s.find(b"\0")
+                s = (s[:end] if end >= 0 else s)[: n if n != 0xFFFFFFFF else None] + b"\0"
+            s = s[: len(inp.arena) - off]
+            if (off, s) in done or inp.arena[off:off + len(s)] == s:
+                continue
+            done.add((off, s))
+            arena = bytearray(inp.arena)
+            arena[off:off + len(s)] = s
+            out.append(inputs.TestInput(list(inp.args), bytes(arena), inp.base, inp.stub_seed, inp.statics))
+            if len(out) >= limit:
+                return out
+    return out
+
+
 @dataclass
 class Explorer:
     prepared: wasm_run.Prepared  # the module with the instrumented reference
@@ -136,6 +235,7 @@ class Explorer:
     cov_offset: int  # where the coverage page starts in Outcome.memory
     cmps: int = 0  # comparison sites logged (the function's and its callees')
     ordering: tuple[bool, ...] = ()  # per site: lt/le/gt/ge
+    statics: bytes = b""  # memory as _initialize left it: what static strings hold
 
 
 def _value(rng: random.Random, consts: tuple[int, ...], base: int, size: int, ptrs: list[int] = ()) -> int:
@@ -269,6 +369,36 @@ def replacements(inp: inputs.TestInput, reads: list[int], pairs: list[tuple[int,
     return out
 
 
+Observed = tuple  # (probes, reads, pairs, ordered, strs): see observe
+
+
+def observe(ex: Explorer, inp: inputs.TestInput, limits: wasm_run.Limits, keep_from: int) -> Observed:
+    """Run the instrumented reference on `inp` and read its coverage page: (probes set, with hit
+    buckets, or None unless it returned; words read; comparison operand pairs; those of ordering
+    comparisons, for the boundary variants; string compares (a, b, n), oldest first)."""
+    o = wasm_run.run(ex.prepared, "__codehone_target", inp.args, inp.arena, inputs.GROW_PAGES + 1, limits,
+                     keep_from + ex.cov_offset, keep_to=ex.cov_offset + keep_from + COV_END,
+                     stub_seed=inp.stub_seed, memory_on_trap=True, statics=inp.statics)
+    # Only the coverage page is read back: copying all memory per run cost more than running it.
+    if o.kind in ("fuel", "timeout", "error") or len(o.memory) < COV_END:
+        return None, [], [], [], []
+    page = o.memory[:COV_END]
+    count = int.from_bytes(page[TRACE_COUNT:TRACE_COUNT + 4], "little")
+    n = min(count, TRACE_SLOTS)
+    slots = [(count - n + 1 + i) & (TRACE_SLOTS - 1) for i in range(n)]  # oldest to newest
+    addrs = [int.from_bytes(page[TRACE_BASE + 4 * j: TRACE_BASE + 4 * j + 4], "little") for j in slots]
+    base = inp.base
+    # In order of last use: the final reads are the check where the run stopped going deeper.
+    reads = list(dict.fromkeys(a - base for a in reversed(addrs) if base <= a < base + len(inp.arena) - 8))
+    reads.reverse()
+    cov = {(i, _BUCKET[b]) for i, b in enumerate(page[: ex.probes]) if b} if o.kind == "return" else None
+    ordered = _operand_pairs(page, ex.cmps, ex.ordering) if cov is not None else []
+    calls = int.from_bytes(page[RTN_COUNT:RTN_COUNT + 4], "little")
+    strs = [tuple(int.from_bytes(page[at + 4 * k: at + 4 * k + 4], "little") for k in range(3))
+            for j in range(max(0, calls - RTN_SLOTS), calls) for at in [RTN_BASE + 12 * (j % RTN_SLOTS)]]
+    return cov, reads, _operand_pairs(page, ex.cmps), ordered, strs
+
+
 def explore(ex: Explorer, seeds: list[inputs.TestInput], params: list[inputs.Param], consts: tuple[int, ...],
             hints: tuple[tuple[int, int, int], ...], seed: int, runs: int, keep: int, fuel: int,
             memory_bytes: int, keep_from: int, tokens: tuple[bytes, ...] = ()) -> list[inputs.TestInput]:
@@ -287,41 +417,42 @@ def explore(ex: Explorer, seeds: list[inputs.TestInput], params: list[inputs.Par
     limits = wasm_run.Limits(fuel, 5.0, memory_bytes)
 
     boundary: list[tuple[inputs.TestInput, list[int], list[tuple[int, int]]]] = []
+    strs_first: list[tuple[inputs.TestInput, list[int]]] = []  # the seeds' string replacements: after the shuffle
+    tried_strs: set[tuple[int, int]] = set()  # (the other side's address, n) of compares already replaced
+    started = False
 
-    def run(inp: inputs.TestInput) -> tuple[set[int] | None, list[int], list[tuple[int, int]], list[tuple[int, int]]]:
-        """(probes set, with hit buckets, or None unless it returned; words read; comparison operand
-        pairs; those of ordering comparisons, for the boundary variants)."""
-        o = wasm_run.run(ex.prepared, "__codehone_target", inp.args, inp.arena, inputs.GROW_PAGES + 1, limits,
-                         keep_from + ex.cov_offset, keep_to=ex.cov_offset + keep_from + COV_END,
-                         stub_seed=inp.stub_seed, memory_on_trap=True, statics=inp.statics)
-        # Only the coverage page is read back: copying all memory per run cost more than running it.
-        if o.kind in ("fuel", "timeout", "error") or len(o.memory) < COV_END:
-            return None, [], [], []
-        page = o.memory[:COV_END]
-        count = int.from_bytes(page[TRACE_COUNT:TRACE_COUNT + 4], "little")
-        n = min(count, TRACE_SLOTS)
-        slots = [(count - n + 1 + i) & (TRACE_SLOTS - 1) for i in range(n)]  # oldest to newest
-        addrs = [int.from_bytes(page[TRACE_BASE + 4 * j: TRACE_BASE + 4 * j + 4], "little") for j in slots]
-        base = inp.base
-        # In order of last use: the final reads are the check where the run stopped going deeper.
-        reads = list(dict.fromkeys(a - base for a in reversed(addrs) if base <= a < base + len(inp.arena) - 8))
-        reads.reverse()
-        cov = {(i, _BUCKET[b]) for i, b in enumerate(page[: ex.probes]) if b} if o.kind == "return" else None
-        ordered = _operand_pairs(page, ex.cmps, ex.ordering) if cov is not None else []
-        return cov, reads, _operand_pairs(page, ex.cmps), ordered
+    def run(inp: inputs.TestInput) -> Observed:
+        return observe(ex, inp, limits, keep_from)
 
     def learn(inp: inputs.TestInput, reads: list[int], pairs: list[tuple[int, int]]) -> None:
         if pairs and len(queue) < 4 * runs:
             queue.extend((c, reads) for c in replacements(inp, reads[-64:], pairs, params, 24, rng))
 
+    def learn_strings(inp: inputs.TestInput, reads: list[int], strs: list[tuple[int, int, int]]) -> None:
+        """String replacements for the compares against a string no run compared the input with before,
+        whether or not the run found new code: the input that fails `strcmp(s, "test")`, the last of six
+        such checks, goes down the same path as inputs that failed all six for other reasons."""
+        fresh = []
+        for a, b, n in strs:
+            key = (b if inp.base <= a < inp.base + len(inp.arena) else a, n)
+            if key not in tried_strs:
+                tried_strs.add(key)
+                fresh.append((a, b, n))
+        if fresh and len(queue) < 4 * runs:  # last in, first out: these are tried next
+            (strs_first if not started else queue).extend(
+                (c, reads) for c in string_replacements(inp, fresh, ex.statics, 8))
+
     for inp in seeds:
-        cov, reads, pairs, ordered = run(inp)
+        cov, reads, pairs, ordered, strs = run(inp)
         if cov is not None:
             seen |= cov
             boundary.append((inp, reads, ordered))
         pool.append((inp, reads))
         learn(inp, reads, pairs)
+        learn_strings(inp, reads, strs)
     rng.shuffle(queue)
+    queue.extend(strs_first)
+    started = True
     last_new = 0
     for k in range(runs):
         if len(found) >= keep or k - last_new > PLATEAU:
@@ -333,7 +464,7 @@ def explore(ex: Explorer, seeds: list[inputs.TestInput], params: list[inputs.Par
             parent, reads = rng.choice(sorted(pool, key=lambda e: -len(e[1]))[:8]) if rng.random() < 0.7 \
                 else rng.choice(pool)
             child = _mutate(rng, parent, reads, params, consts, hints, tokens)
-        cov, child_reads, pairs, ordered = run(child)
+        cov, child_reads, pairs, ordered, strs = run(child)
         new = bool(cov is not None and cov - seen)
         if new:
             seen |= cov
@@ -343,6 +474,7 @@ def explore(ex: Explorer, seeds: list[inputs.TestInput], params: list[inputs.Par
             boundary.append((child, child_reads, ordered))
         if new or len(child_reads) > len(reads):
             learn(child, child_reads, pairs)  # it got further: the next check waits there (a prefix, a list)
+        learn_strings(child, child_reads, strs)
         if new or len(child_reads) > len(reads) and len(pool) < 256:
             pool.append((child, child_reads))  # new coverage, or it read further into the input
     # Siblings: one input per new path compares that path on one set of values only (a sum whose

@@ -352,6 +352,23 @@ def text(rng: random.Random, n: int) -> bytes:
     return body + b"\0"
 
 
+def related_text(rng: random.Random, earlier: list[bytes], n: int) -> bytes:
+    """A string for a second string parameter: now and then the same as an earlier one, or a prefix
+    of it, or it with more after, so comparisons of two strings (strcmp-like loops, `:`-separated
+    prefixes) see equal and prefix pairs, which two random texts never are."""
+    if not earlier or rng.random() < 0.6:
+        return text(rng, n)
+    other = rng.choice(earlier)[:-1][:n]
+    r = rng.random()
+    if r < 0.4:
+        body = other
+    elif r < 0.7:
+        body = other[: rng.randint(0, len(other))]
+    else:
+        body = other + rng.choice((b":", b"/", b" ", b"=", b"x", b":a"))
+    return body + b"\0"
+
+
 @dataclass
 class TestInput:
     args: list[int | float]
@@ -551,6 +568,7 @@ def _untyped_input(params: list[Param], seed: int, test: int, base: int, consts:
     args: list[int | float] = []
     k = 0
     earlier: list[tuple[str, int | float]] = []
+    strings: list[bytes] = []
     for j, p in enumerate(params):
         as_ptr = p.kind in ("ptr", "str") or (p.kind == "ambiguous" and test % 4 != 0)
         if p.kind in ("ptr", "str", "ambiguous"):
@@ -561,7 +579,9 @@ def _untyped_input(params: list[Param], seed: int, test: int, base: int, consts:
                 args.append(0)  # NULL sometimes: many functions check for it
                 continue
             if p.kind == "str" or rng.random() < 0.25:
-                s = text(rng, min(96, slot - 1))
+                s = (related_text(rng, strings, min(96, slot - 4)) if p.kind == "str"
+                     else text(rng, min(96, slot - 1)))
+                strings.append(s)
                 arena[off:off + len(s)] = s
             else:
                 _struct_tree(rng, arena, base, off, hints, depth=2)
@@ -580,6 +600,7 @@ def _typed_input(params: list[Param], seed: int, test: int, base: int, consts: t
                  hints: tuple[tuple[int, int, int], ...], fconsts: tuple[float, ...], types: dict,
                  fptrs: tuple[int, ...] = ()) -> TestInput:
     rng = random.Random(f"typed:{seed}:{test}")
+    strings: list[bytes] = []
     size = ARENA_PAGES * PAGE
     arena = layout.Arena(bytearray(_arena(seed, test, base, size, consts)), base, 0, size - 4096, fptrs=fptrs)
     args: list[int | float] = []
@@ -596,7 +617,8 @@ def _typed_input(params: list[Param], seed: int, test: int, base: int, consts: t
                     args.append(base)
                     continue
                 if p.kind == "str" or rng.random() < 0.25:
-                    s = text(rng, 96)
+                    s = related_text(rng, strings, 96) if p.kind == "str" else text(rng, 96)
+                    strings.append(s)
                     arena.data[off:off + len(s)] = s
                 else:
                     _struct_tree(rng, arena.data, base, off, hints, depth=2)
