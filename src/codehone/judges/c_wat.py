@@ -264,11 +264,13 @@ def _func_types(func_text: str) -> tuple[list[str], list[str]]:
     return params, results
 
 
+_ALLOCATOR = re.compile(r"alloc|free", re.I)
 _CALL_INDIRECT = re.compile(r"\bcall_indirect\b[^\n]*?\(type (\d+)\)")
 
 
 def table_candidates(fields: list[wat.Field], code: str, limit: int = 16) -> tuple[int, ...]:
-    """Table indices of the functions whose type a `call_indirect` in `code` calls.
+    """Table indices of the functions whose type a `call_indirect` in `code` calls, allocator-like
+    ones (by name) first and three times over.
 
     A function pointer in a struct (zlib's `strm->zalloc`) is a table index; a random small
     number names a function of the wrong type (or none) and the call traps, so nothing behind
@@ -292,14 +294,18 @@ def table_candidates(fields: list[wat.Field], code: str, limit: int = 16) -> tup
         if m:
             type_of[f.name] = m.group(1)
     out: list[int] = []
+    allocators: list[int] = []
     for f in fields:
         m = re.match(r"\(elem\b[^\n]*?\(i32\.const (\d+)\)\s*func((?:\s+\$[^\s()]+)+)", f.text) \
             if f.kind == "elem" else None
         if m:
             for k, nm in enumerate(m.group(2).split()):
                 if type_of.get(nm) in wanted:
-                    out.append(int(m.group(1)) + k)
-    return tuple(out[:limit])
+                    (allocators if _ALLOCATOR.search(nm.rsplit(".", 1)[-1]) else out).append(int(m.group(1)) + k)
+    # Weighted: a struct of function pointers is most often an allocator's hooks (cJSON's
+    # allocate/deallocate, zlib's zalloc/zfree), and a call through a non-allocator there fails at once.
+    allocators = allocators[:4]
+    return tuple(allocators * 3 + out[: max(0, limit - len(allocators))])
 
 
 def reference(unit: dict, modules_dir: Path, memory_bytes: int = DEFAULT_MEMORY) -> Reference:

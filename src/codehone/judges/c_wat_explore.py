@@ -6,8 +6,9 @@ real functions, and a wrong candidate that differs further down passes. This
 is a small fuzzer, run once per unit on the *reference* (never the candidate):
 
   * instrument: a copy of the reference function gets a probe after every
-    `block`, `loop`, `if`, `else`, `end` and `br_if`, and one per `select`
-    that tells which value it picked (a byte store into a coverage page
+    `block`, `loop`, `if`, `else`, `end` and `br_if`, one before each `br_if`
+    and `if` that counts the branch taken and the then-side skipped, and one
+    per `select` that tells which value it picked (a byte store into a coverage page
     placed after the input arena and its zeroed slack); strcmp-like
     functions anywhere in the module log their arguments;
   * explore: starting from the seeded inputs, mutate one (arena words near
@@ -33,6 +34,7 @@ from . import wasm_run
 
 _PROBE_AFTER = re.compile(r"^\s*(block|loop|if|else|end|br_if)\b")
 _LOAD = re.compile(r"^\s*(?:i32|i64|f32|f64)\.load(?:8_[su]|16_[su]|32_[su])?(?:\s+offset=(\d+))?(?:\s+align=\d+)?$")
+_OTHER_SIDE = re.compile(r"^\s*(br_if|if)\b")
 _SELECT = re.compile(r"^\s*select(?:\s+\(result\s+\w+\))?$")
 _CMP = re.compile(r"^\s*(i32|i64)\.(eq|ne|lt_s|lt_u|le_s|le_u|gt_s|gt_u|ge_s|ge_u)$")
 _TYPES = re.compile(r"\b(i32|i64|f32|f64|v128|funcref|externref)\b")
@@ -105,6 +107,18 @@ def instrument(func_text: str, cov_addr: int, probes: bool = True, cmp_start: in
                 "i32.store", f"i32.const {tb}", f"i32.const {cnt}", "i32.load", f"i32.const {TRACE_SLOTS - 1}",
                 "i32.and", "i32.const 2", "i32.shl", "i32.add", f"local.get {tmp}", f"i32.const {offset}", "i32.add",
                 "i32.store")))
+        side = _OTHER_SIDE.match(code) if probes and i > head_end and not code.endswith(")") else None
+        if side:
+            # The probe after a `br_if` sees only the fall-through, the one after `if` only the then-side:
+            # a run that takes the branch (name[len-1] == '/' skips the store) sets a subset of the
+            # probes and would never count as new. This probe counts the other side.
+            t = tmps["i32"][0]
+            at = cov_addr + n
+            n += 1
+            cond = [f"local.get {t}"] if side.group(1) == "br_if" else [f"local.get {t}", "i32.eqz"]
+            out.append("\n".join(ind + x for x in (
+                f"local.set {t}", *cond, "if", f"i32.const {at}", f"i32.const {at}", "i32.load8_u", "i32.const 1",
+                "i32.add", "i32.store8", "end", f"local.get {t}")))
         if probes and i > head_end and _SELECT.match(code.rstrip(")")):
             # A `select` is a branch the compiler made branch-free (return cond ? 6 : 0): its probe
             # sets bit 1 when it picked the first value, bit 2 the second.
@@ -274,7 +288,7 @@ def _mutate(rng: random.Random, inp: inputs.TestInput, reads: list[int], params:
             frontier = rng.random() < 0.5
             at = rng.choice(reads[-3:]) if frontier else rng.choice(reads)
             if rng.random() < 0.3:  # a byte: char fields, strings, flags
-                arena[at] = rng.choice((0, 1, 2, rng.randrange(256), *b"\"{[:,0-a1.e"))
+                arena[at] = rng.choice((0, 1, 2, rng.randrange(256), *b"\"{[:,0-a1.e\\/nu%"))
             elif frontier and consts and rng.random() < 0.5:  # the check that stopped the run
                 v = rng.choice(consts) + rng.choice((0, 0, 1, -1))
                 arena[at & ~3:(at & ~3) + 4] = (v & 0xFFFFFFFF).to_bytes(4, "little")
