@@ -530,3 +530,26 @@ def test_select_probes_tell_which_value_was_picked():
     f, mem = inst.exports(store)["f"], inst.exports(store)["m"]
     assert f(store, 5) == 6 and mem.read(store, 70000, 70001) == b"\x01"
     assert f(store, 0) == 0 and mem.read(store, 70000, 70001) == b"\x03"
+
+
+WAT_SLEEP = """(module
+  (import "wasi_snapshot_preview1" "poll_oneoff" (func $poll (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (func (export "nap") (param i64 i64) (result i32)
+    ;; one clock subscription at 64: userdata (param 1: an address, say), tag 0, clock 1, timeout (param 0)
+    (i64.store (i32.const 64) (local.get 1))
+    (i32.store8 (i32.const 72) (i32.const 0))
+    (i32.store (i32.const 80) (i32.const 1))
+    (i64.store (i32.const 88) (local.get 0))
+    (call $poll (i32.const 64) (i32.const 256) (i32.const 1) (i32.const 512))))
+"""
+
+
+def test_sleep_requests_are_compared_by_their_fields():
+    prep = wasm_run.prepare(bytes(wasmtime.wat2wasm(WAT_SLEEP)), [])
+    lim = wasm_run.Limits(10**6, 5.0, 1 << 24)
+    # memory below 1024 plays the stack: not compared
+    runs = [wasm_run.run(prep, "nap", [t, u], b"", 0, lim, 1024, stub_seed=3) for t, u in ((5000, 1), (5001, 1), (5000, 9))]
+    assert runs[0].kind == "return" and runs[0].log[0][0] == "wasi.poll_oneoff"
+    assert "external calls differ" in c_wat.compare(runs[0], runs[1], 1024)  # another timeout
+    assert c_wat.compare(runs[0], runs[2], 1024) is None  # other userdata only

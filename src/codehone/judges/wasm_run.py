@@ -177,10 +177,21 @@ def _clock_res_get(caller, clock_id, out):
 
 def _poll_oneoff(caller, sub, out, nsubs, nevents):
     """Never sleeps. Outside the call under test ENOSYS; inside it, a seeded errno, or every
-    subscription reported as ready at once (so `sleep`'s and `clock_nanosleep`'s success paths run)."""
-    _record("wasi.poll_oneoff", (nsubs,))
-    err = _errno()
+    subscription reported as ready at once (so `sleep`'s and `clock_nanosleep`'s success paths run).
+
+    The log gets what was asked for, field by field: each subscription's tag, then its clock id,
+    timeout, precision and flags (or its fd), so a wrong timeout is a difference. Not userdata,
+    padding or addresses, which a correct translation may fill differently."""
     m = _mem(caller)
+    asked: list[tuple] = []
+    if m is not None and sub >= 0 and 0 <= nsubs <= 16 and sub + 48 * nsubs <= m.data_len(caller):
+        for i in range(min(nsubs, 4)):
+            b = bytes(m.read(caller, sub + 48 * i, sub + 48 * i + 48))
+            tag, ident, timeout, precision, flags = b[8], *(int.from_bytes(b[lo:hi], "little")
+                                                            for lo, hi in ((16, 20), (24, 32), (32, 40), (40, 42)))
+            asked.append((tag, ident, timeout, precision, flags) if tag == 0 else (tag, ident))
+    _record("wasi.poll_oneoff", (nsubs, tuple(asked)))
+    err = _errno()
     if not _STATE.in_call or m is None:
         return 52
     if err:
