@@ -553,3 +553,26 @@ def test_sleep_requests_are_compared_by_their_fields():
     assert runs[0].kind == "return" and runs[0].log[0][0] == "wasi.poll_oneoff"
     assert "external calls differ" in c_wat.compare(runs[0], runs[1], 1024)  # another timeout
     assert c_wat.compare(runs[0], runs[2], 1024) is None  # other userdata only
+
+
+WAT_FRAME = """(module
+  (import "env" "consume" (func $consume (param i32 i32)))
+  (memory (export "memory") 2)
+  (global $sp (mut i32) (i32.const 65536))
+  (func (export "f") (param i32) (param i32)
+    (local $p i32)
+    ;; a frame of param-1 bytes: the local's address depends on the frame size
+    (local.set $p (i32.sub (global.get $sp) (local.get 1)))
+    (i32.store (local.get $p) (local.get 0))
+    (call $consume (local.get $p) (local.get 0))))
+"""
+
+
+def test_stack_addresses_passed_to_imports_are_not_compared_by_value():
+    prep = wasm_run.prepare(bytes(wasmtime.wat2wasm(WAT_FRAME)), [])
+    lim = wasm_run.Limits(10**6, 5.0, 1 << 24)
+    a, b, c = (wasm_run.run(prep, "f", [v, size], b"", 0, lim, 65536, stack_top=65536)
+               for v, size in ((7, 16), (7, 32), (8, 16)))
+    assert a.log == [("env.consume", ("<stack address>", 7))]
+    assert c_wat.compare(a, b, 65536) is None  # another frame size: the same call
+    assert "external calls differ" in c_wat.compare(a, c, 65536)  # another value: a difference

@@ -22,7 +22,9 @@ end of memory, calls the function with the same arguments, and compares
     its size: the stack below it is dead after the return and may differ
     (zig's wasm-ld puts the stack first; otherwise all memory is compared),
   * every mutable global (the stack pointer must be restored),
-  * the log of calls to imports from other translation units,
+  * the log of calls to imports from other translation units (an argument
+    that is a stack address is logged as such, not by value: frame layouts
+    may differ),
   * what it wrote to stdout and stderr.
 
 Traps: when the reference traps on an input (unreachable, out-of-bounds,
@@ -619,7 +621,7 @@ def _execute(ref: Reference, cand: wasm_run.Prepared, unit: dict, tests: int, se
         if r is None:
             r = wasm_run.run(ref.prepared, TARGET_EXPORT, inp.args, inp.arena, inputs.GROW_PAGES,
                              wasm_run.Limits(fuel, left, memory_bytes), ref.layout.keep_from,
-                             stub_seed=inp.stub_seed, statics=inp.statics)
+                             stub_seed=inp.stub_seed, statics=inp.statics, stack_top=ref.layout.keep_from)
             if r.kind != "timeout":
                 ref.outcomes[key] = r
         if r.kind in ("fuel", "timeout", "error"):
@@ -633,7 +635,7 @@ def _execute(ref: Reference, cand: wasm_run.Prepared, unit: dict, tests: int, se
         c = wasm_run.run(cand, TARGET_EXPORT, inp.args, inp.arena, inputs.GROW_PAGES,
                          wasm_run.Limits(budget, max(0.05, deadline - time.monotonic()), memory_bytes),
                          ref.layout.keep_from, stub_seed=inp.stub_seed, statics=inp.statics,
-                         expect_memory=r.memory if r.kind == "return" else None)
+                         expect_memory=r.memory if r.kind == "return" else None, stack_top=ref.layout.keep_from)
         why = compare(r, c, ref.layout.keep_from)
         if why is None:
             counts["passed"] += 1

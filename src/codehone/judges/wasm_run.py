@@ -49,6 +49,10 @@ MAX_LOG = 256  # host-call log entries kept (and compared); the count is kept be
 # `while (deflate(...) == Z_OK)`) would take minutes. Past this many calls the call stops
 # and counts as running out of fuel.
 MAX_HOST_CALLS = 2_000
+# An import's integer argument in [STACK_LOW, stack top) is logged as "<stack address>": where a
+# local lives (`deflate(&stream, ...)`) is the frame layout's choice, and a correct translation
+# with another frame size passes other addresses. What such a pointer points to is not seen either way.
+STACK_LOW = 1024
 MAX_OUTPUT = 1 << 16  # bytes of stdout + stderr kept (and compared)
 HOST_LIMIT = "codehone: host call limit"
 WASI = "wasi_snapshot_preview1"
@@ -88,6 +92,7 @@ class _State(threading.local):
     stub_seed: int = 0  # varies the stubs' answers from test to test
     arena: int = 0  # where the input arena starts: stubs may return an address inside it
     in_call: bool = False  # the function under test is running (not `_initialize`)
+    stack_top: int = 0  # the stack lies below this (stack-first layout): see _record
 
 
 _STATE = _State()
@@ -98,7 +103,9 @@ def _record(name: str, args: tuple) -> None:
     if _STATE.calls > MAX_HOST_CALLS:
         raise wasmtime.WasmtimeError(f"{HOST_LIMIT} ({MAX_HOST_CALLS}) reached in {name}")
     if _STATE.log is not None and len(_STATE.log) < MAX_LOG:
-        _STATE.log.append((name, tuple(_norm(a) for a in args)))
+        top = _STATE.stack_top
+        _STATE.log.append((name, tuple(
+            "<stack address>" if top and isinstance(a, int) and STACK_LOW <= a < top else _norm(a) for a in args)))
 
 
 def _norm(v: object) -> object:
@@ -358,7 +365,7 @@ def _take_output(path: str) -> bytes:
 
 def run(prep: Prepared, target: str, args: list, arena: bytes, arena_pages: int, limits: Limits,
         keep_from: int, keep_to: int | None = None, stub_seed: int = 0, memory_on_trap: bool = False,
-        statics: tuple = (), expect_memory: bytes | None = None) -> Outcome:
+        statics: tuple = (), expect_memory: bytes | None = None, stack_top: int = 0) -> Outcome:
     """Fresh instance; `_initialize`; grow `arena_pages` and write the arena there; call `target`.
 
     `keep_from` is the first address compared afterwards (everything below it is the dead
@@ -368,6 +375,7 @@ def run(prep: Prepared, target: str, args: list, arena: bytes, arena_pages: int,
     (address, bytes) written after `_initialize`: seeded values for the static data the function
     reads. `expect_memory` (the reference's memory, when comparing): after a return, memory equal
     to it is compared in place and not copied (the Outcome holds `expect_memory` itself).
+    `stack_top`: the initial stack pointer when the stack lies below it (0: unknown), for the log.
     """
     t0 = time.monotonic()
     store = wasmtime.Store(engine())
@@ -380,6 +388,7 @@ def run(prep: Prepared, target: str, args: list, arena: bytes, arena_pages: int,
     store.set_fuel(limits.fuel)
     store.set_epoch_deadline(max(1, int(limits.deadline_s / TICK_S) + 1))
     _STATE.log, _STATE.calls, _STATE.stub_seed, _STATE.arena, _STATE.in_call = [], 0, stub_seed, 0, False
+    _STATE.stack_top = stack_top
     mem = None
     try:
         inst = prep.pre.instantiate(store)
