@@ -51,8 +51,10 @@ half as many again with typed objects behind the pointers (c_wat_layout:
 finite, consistent lists; function pointers that name functions of a type the
 code calls indirectly) and, in every other one, seeded statics; then up to
 `tests` more that a coverage-guided search of the reference found (c_wat_explore:
-comparison-operand replacement, the program's own strings as tokens, siblings
-of each new path, and boundary variants of ordering comparisons). Stubbed
+comparison-operand replacement, strcmp-like calls anywhere in the module logged
+and the other string written in, coverage of both sides of every branch and
+select, the program's own strings as tokens, siblings of each new path, and
+boundary variants of ordering comparisons). Stubbed
 imports answer 0, 1, -1, 2 or an address, and in one test of four like an
 allocator.
 
