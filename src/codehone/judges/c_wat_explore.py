@@ -287,8 +287,8 @@ def _mutate(rng: random.Random, inp: inputs.TestInput, reads: list[int], params:
         elif reads and r < 0.6:
             frontier = rng.random() < 0.5
             at = rng.choice(reads[-3:]) if frontier else rng.choice(reads)
-            if rng.random() < 0.3:  # a byte: char fields, strings, flags
-                arena[at] = rng.choice((0, 1, 2, rng.randrange(256), *b"\"{[:,0-a1.e\\/nu%"))
+            if rng.random() < 0.3:  # a byte: char fields, strings, flags (one bit set: cJSON's item->type)
+                arena[at] = rng.choice((0, 1, 2, rng.randrange(256), 1 << rng.randrange(8), *b"\"{[:,0-a1.e\\/nu%"))
             elif frontier and consts and rng.random() < 0.5:  # the check that stopped the run
                 v = rng.choice(consts) + rng.choice((0, 0, 1, -1))
                 arena[at & ~3:(at & ~3) + 4] = (v & 0xFFFFFFFF).to_bytes(4, "little")
