@@ -222,6 +222,7 @@ class Reference:
     callees: str = ""  # the text of the functions it calls directly: their constants guide inputs too
     callee_fields: list = field(default_factory=list)  # their wat.Field, to trace their loads
     fptrs: tuple[int, ...] = ()  # table indices of functions that a call_indirect here could call
+    table: dict = field(default_factory=dict)  # type index -> table indices of that type, allocators first
     tokens: tuple[bytes, ...] = ()  # static strings the code names (inputs.string_tokens)
     explore_error: str | None = None
     full: tuple[str, wat.Field] | None = None  # the module with nothing stubbed, for candidates that need it
@@ -272,7 +273,37 @@ _ALLOCATOR = re.compile(r"alloc|free", re.I)
 _CALL_INDIRECT = re.compile(r"\bcall_indirect\b[^\n]*?\(type (\d+)\)")
 
 
-def table_candidates(fields: list[wat.Field], code: str, limit: int = 16) -> tuple[int, ...]:
+def table_by_type(fields: list[wat.Field]) -> dict[str, tuple[tuple[int, ...], tuple[int, ...]]]:
+    """Type index -> the table indices of the functions of that type: (allocator-like ones by name,
+    the others). Type identity by index: wasm2wat prints each distinct signature once."""
+    type_of: dict[str, str] = {}
+    for f in fields:
+        m = None
+        if f.kind == "func" and f.name:
+            m = re.search(r"\(type (\d+)\)", f.text[:300])
+            name = f.name
+        elif f.kind == "import":
+            m = re.search(r"\(func (\$\S+) \(type (\d+)\)", f.text)
+            if m:
+                type_of[m.group(1)] = m.group(2)
+            continue
+        if m:
+            type_of[name] = m.group(1)
+    plain: dict[str, list[int]] = {}
+    allocators: dict[str, list[int]] = {}
+    for f in fields:
+        m = re.match(r"\(elem\b[^\n]*?\(i32\.const (\d+)\)\s*func((?:\s+\$[^\s()]+)+)", f.text) \
+            if f.kind == "elem" else None
+        if m:
+            for k, nm in enumerate(m.group(2).split()):
+                if nm in type_of:
+                    bucket = allocators if _ALLOCATOR.search(nm.rsplit(".", 1)[-1]) else plain
+                    bucket.setdefault(type_of[nm], []).append(int(m.group(1)) + k)
+    return {t: (tuple(allocators.get(t, [])), tuple(plain.get(t, []))) for t in set(plain) | set(allocators)}
+
+
+def table_candidates(fields: list[wat.Field], code: str, limit: int = 16,
+                     by_type: dict | None = None) -> tuple[int, ...]:
     """Table indices of the functions whose type a `call_indirect` in `code` calls, allocator-like
     ones (by name) first and three times over.
 
@@ -281,34 +312,20 @@ def table_candidates(fields: list[wat.Field], code: str, limit: int = 16) -> tup
     the first indirect call was ever compared. These indices are what a C caller could have
     stored there.
     """
-    wanted = set(_CALL_INDIRECT.findall(code))
+    wanted = dict.fromkeys(_CALL_INDIRECT.findall(code))
     if not wanted:
         return ()
-    type_of: dict[str, str] = {}
-    for f in fields:
-        if f.kind == "func" and f.name:
-            m = re.search(r"\(type (\d+)\)", f.text[:300])
-        elif f.kind == "import":
-            m = re.search(r"\(func (\$\S+) \(type (\d+)\)", f.text)
-            if m:
-                type_of[m.group(1)] = m.group(2)
-            continue
-        else:
-            continue
-        if m:
-            type_of[f.name] = m.group(1)
+    by_type = table_by_type(fields) if by_type is None else by_type
     out: list[int] = []
     allocators: list[int] = []
-    for f in fields:
-        m = re.match(r"\(elem\b[^\n]*?\(i32\.const (\d+)\)\s*func((?:\s+\$[^\s()]+)+)", f.text) \
-            if f.kind == "elem" else None
-        if m:
-            for k, nm in enumerate(m.group(2).split()):
-                if type_of.get(nm) in wanted:
-                    (allocators if _ALLOCATOR.search(nm.rsplit(".", 1)[-1]) else out).append(int(m.group(1)) + k)
+    for t in wanted:
+        a, o = by_type.get(t, ((), ()))
+        allocators += a
+        out += o
     # Weighted: a struct of function pointers is most often an allocator's hooks (cJSON's
     # allocate/deallocate, zlib's zalloc/zfree), and a call through a non-allocator there fails at once.
-    allocators = allocators[:4]
+    allocators = sorted(set(allocators))[:4]
+    out = sorted(set(out))
     return tuple(allocators * 3 + out[: max(0, limit - len(allocators))])
 
 
@@ -342,7 +359,9 @@ def reference(unit: dict, modules_dir: Path, memory_bytes: int = DEFAULT_MEMORY)
     called = dict.fromkeys(re.findall(r"\bcall (\$[^\s()]+)", func.text))
     ref.callee_fields = [by_name[c] for c in list(called)[:12] if c in by_name and c != name]
     ref.callees = "\n".join(f.text for f in ref.callee_fields)
-    ref.fptrs = table_candidates(fields, func.text + "\n" + ref.callees)
+    by_type = table_by_type(fields)
+    ref.table = {t: a + o for t, (a, o) in by_type.items()}
+    ref.fptrs = table_candidates(fields, func.text + "\n" + ref.callees, by_type=by_type)
     wasm, diags = assemble(text, func.start, func.text)
     if wasm is None:
         ref.error = "the reference module does not reassemble: " + "; ".join(d.message for d in diags[:2])
@@ -539,13 +558,13 @@ def _explorer(ref: Reference) -> explore.Explorer | None:
     """The instrumented copy of the reference, built once per unit."""
     if ref.explorer is None and ref.explore_error is None:
         cov_addr = ref.base + inputs.GROW_PAGES * inputs.PAGE
-        main = explore.instrument(ref.func.text, cov_addr)
+        main = explore.instrument(ref.func.text, cov_addr, table=ref.table)
         # The direct callees get the load trace and the comparison log too (no probes): checks such as
         # zlib's inflateStateCheck(strm) read the input there.
         edits = {ref.func.name: (ref.func, main.text)}
         cmps, ordering = main.cmps, main.ordering
         for f in ref.callee_fields:
-            sub = explore.instrument(f.text, cov_addr, probes=False, cmp_start=cmps)
+            sub = explore.instrument(f.text, cov_addr, probes=False, cmp_start=cmps, table=ref.table)
             cmps, ordering = cmps + sub.cmps, ordering + sub.ordering
             edits[f.name] = (f, sub.text)
         for name, f in ref.funcs.items():  # strcmp-like functions at any depth log their arguments
@@ -562,7 +581,7 @@ def _explorer(ref: Reference) -> explore.Explorer | None:
                 raise RuntimeError("; ".join(d.message for d in diags[:2]))
             prep = wasm_run.prepare(wasm, ref.layout.globals)
             ref.explorer = explore.Explorer(prep, main.probes, cov_addr - ref.layout.keep_from, cmps, ordering,
-                                            ref.statics)
+                                            ref.statics, ref.fptrs)
         except Exception as e:  # exploring is an improvement, never a requirement
             ref.explore_error = str(e)[:300]
     return ref.explorer

@@ -35,6 +35,7 @@ from . import wasm_run
 _PROBE_AFTER = re.compile(r"^\s*(block|loop|if|else|end|br_if)\b")
 _LOAD = re.compile(r"^\s*(?:i32|i64|f32|f64)\.load(?:8_[su]|16_[su]|32_[su])?(?:\s+offset=(\d+))?(?:\s+align=\d+)?$")
 _OTHER_SIDE = re.compile(r"^\s*(br_if|if)\b")
+_INDIRECT_TYPE = re.compile(r"^\s*call_indirect\b.*?\(type (\d+)\)")
 _SELECT = re.compile(r"^\s*select(?:\s+\(result\s+\w+\))?$")
 _CMP = re.compile(r"^\s*(i32|i64)\.(eq|ne|lt_s|lt_u|le_s|le_u|gt_s|gt_u|ge_s|ge_u)$")
 _TYPES = re.compile(r"\b(i32|i64|f32|f64|v128|funcref|externref)\b")
@@ -56,6 +57,17 @@ COV_END = RTN_BASE + 12 * RTN_SLOTS  # what a run reads back of the coverage pag
 _STRCMP = re.compile(r"^\$(?:\w*str\w*cmp\w*|\w*memcmp|bcmp|strcoll|compare_strings)$", re.I)
 
 
+def _log_pair(cov_addr: int, site: int, t1: int, t2: int, ext: list[str]) -> list[str]:
+    """Code that logs (local t1, local t2) as comparison site `site`: the first pair once, the last always."""
+    slot, flag = cov_addr + CMP_BASE + 32 * site, cov_addr + CMP_FLAGS + site
+    return [f"i32.const {flag}", "i32.load8_u", "i32.eqz", "if",
+            f"i32.const {slot}", f"local.get {t1}", *ext, "i64.store",
+            f"i32.const {slot}", f"local.get {t2}", *ext, "i64.store offset=8",
+            f"i32.const {flag}", "i32.const 1", "i32.store8", "end",
+            f"i32.const {slot}", f"local.get {t1}", *ext, "i64.store offset=16",
+            f"i32.const {slot}", f"local.get {t2}", *ext, "i64.store offset=24"]
+
+
 @dataclass
 class Instrumented:
     text: str
@@ -64,7 +76,8 @@ class Instrumented:
     ordering: tuple[bool, ...] = ()  # per logged site: an ordering comparison (lt/le/gt/ge), not eq/ne
 
 
-def instrument(func_text: str, cov_addr: int, probes: bool = True, cmp_start: int = 0) -> Instrumented:
+def instrument(func_text: str, cov_addr: int, probes: bool = True, cmp_start: int = 0,
+               table: dict[str, tuple[int, ...]] | None = None) -> Instrumented:
     """The function with a coverage probe after each control-flow point, a trace of load addresses
     and a log of comparison operands.
 
@@ -76,6 +89,8 @@ def instrument(func_text: str, cov_addr: int, probes: bool = True, cmp_start: in
     first and last operand pair (site `cmp_start + k`, at cov_addr + CMP_BASE): the explorer puts
     one operand where the input held the other (input-to-state replacement, as in RedQueen), which
     gets past magic-value checks and onto boundaries that random values almost never hit.
+    `table` (type index -> table indices of functions of that type) logs each `call_indirect`'s
+    index against up to three indices it could validly be.
     """
     lines = func_text.splitlines()
     # The header: `(func ... (param ..) (result ..)` and any `(local ...)` lines after it.
@@ -139,16 +154,24 @@ def instrument(func_text: str, cov_addr: int, probes: bool = True, cmp_start: in
                 seq += [f"i32.const {at}", f"i32.const {at}", "i32.load8_u", f"local.get {t1}", f"local.get {t2}",
                         f"{cmp.group(1)}.eq", "i32.or", "i32.store8"]
             if c < CMP_SITES:
-                slot, flag = cov_addr + CMP_BASE + 32 * c, cov_addr + CMP_FLAGS + c
+                seq += _log_pair(cov_addr, c, t1, t2, ext)
                 c += 1
                 ordering.append(cmp.group(2) not in ("eq", "ne"))
-                seq += [f"i32.const {flag}", "i32.load8_u", "i32.eqz", "if",
-                        f"i32.const {slot}", f"local.get {t1}", *ext, "i64.store",
-                        f"i32.const {slot}", f"local.get {t2}", *ext, "i64.store offset=8",
-                        f"i32.const {flag}", "i32.const 1", "i32.store8", "end",
-                        f"i32.const {slot}", f"local.get {t1}", *ext, "i64.store offset=16",
-                        f"i32.const {slot}", f"local.get {t2}", *ext, "i64.store offset=24"]
             out.append("\n".join(ind + x for x in seq))
+        indirect = _INDIRECT_TYPE.match(code) if i > head_end and table else None
+        if indirect and table.get(indirect.group(1)) and c < CMP_SITES:
+            # A function pointer read from the input is a table index that must name a function of
+            # this type (else the call traps): log it against such indices, as if compared with them,
+            # so the explorer writes one where the input held the pointer (cJSON's hooks.allocate).
+            t1, t2 = tmps["i32"]
+            seq = [f"local.set {t1}"]
+            for good in table[indirect.group(1)][:3]:
+                if c >= CMP_SITES:
+                    break
+                seq += [f"i32.const {good}", f"local.set {t2}", *_log_pair(cov_addr, c, t1, t2, ["i64.extend_i32_u"])]
+                c += 1
+                ordering.append(False)
+            out.append("\n".join(ind + x for x in [*seq, f"local.get {t1}"]))
         out.append(line)
         if i == head_end:
             out.append(f"{ind0}(local i32 i32 i32 i64 i64)")
@@ -250,9 +273,13 @@ class Explorer:
     cmps: int = 0  # comparison sites logged (the function's and its callees')
     ordering: tuple[bool, ...] = ()  # per site: lt/le/gt/ge
     statics: bytes = b""  # memory as _initialize left it: what static strings hold
+    fptrs: tuple[int, ...] = ()  # table indices of functions the code could call indirectly
 
 
-def _value(rng: random.Random, consts: tuple[int, ...], base: int, size: int, ptrs: list[int] = ()) -> int:
+def _value(rng: random.Random, consts: tuple[int, ...], base: int, size: int, ptrs: list[int] = (),
+           fptrs: tuple[int, ...] = ()) -> int:
+    if fptrs and rng.random() < 0.1:
+        return rng.choice(fptrs)  # a function pointer the code could call (cJSON's hooks.allocate)
     r = rng.random()
     if ptrs and r < 0.1:
         return base + rng.choice(ptrs)  # a back-pointer to an argument (zlib: state->strm == strm)
@@ -269,9 +296,10 @@ def _value(rng: random.Random, consts: tuple[int, ...], base: int, size: int, pt
 
 def _mutate(rng: random.Random, inp: inputs.TestInput, reads: list[int], params: list[inputs.Param],
             consts: tuple[int, ...], hints: tuple[tuple[int, int, int], ...],
-            tokens: tuple[bytes, ...] = ()) -> inputs.TestInput:
+            tokens: tuple[bytes, ...] = (), fptrs: tuple[int, ...] = ()) -> inputs.TestInput:
     """A copy of `inp` with 1-4 changes, mostly to arena words the function was seen reading, now
-    and then one of the program's own strings written where it was reading."""
+    and then one of the program's own strings written where it was reading, or a function pointer
+    (`fptrs`) where it was reading a word."""
     arena = bytearray(inp.arena)
     args = list(inp.args)
     size = len(arena)
@@ -294,7 +322,7 @@ def _mutate(rng: random.Random, inp: inputs.TestInput, reads: list[int], params:
                 arena[at & ~3:(at & ~3) + 4] = (v & 0xFFFFFFFF).to_bytes(4, "little")
             else:
                 at &= ~3
-                arena[at:at + 4] = (_value(rng, consts, inp.base, size, ptrs) & 0xFFFFFFFF).to_bytes(4, "little")
+                arena[at:at + 4] = (_value(rng, consts, inp.base, size, ptrs, fptrs) & 0xFFFFFFFF).to_bytes(4, "little")
         elif scalars and (r < 0.75 or not ptrs):
             j = rng.choice(scalars)
             w = params[j].wasm
@@ -477,7 +505,7 @@ def explore(ex: Explorer, seeds: list[inputs.TestInput], params: list[inputs.Par
             # Mostly the inputs that got furthest (read the most), where the next check is waiting.
             parent, reads = rng.choice(sorted(pool, key=lambda e: -len(e[1]))[:8]) if rng.random() < 0.7 \
                 else rng.choice(pool)
-            child = _mutate(rng, parent, reads, params, consts, hints, tokens)
+            child = _mutate(rng, parent, reads, params, consts, hints, tokens, ex.fptrs)
         cov, child_reads, pairs, ordered, strs = run(child)
         new = bool(cov is not None and cov - seen)
         if new:
@@ -500,7 +528,7 @@ def explore(ex: Explorer, seeds: list[inputs.TestInput], params: list[inputs.Par
         for _ in range(12):
             if len(siblings) >= keep // 2 or got >= 2:
                 break
-            child = _mutate(rng, f, f_reads, params, consts, hints, tokens)
+            child = _mutate(rng, f, f_reads, params, consts, hints, tokens, ex.fptrs)
             if child.args == f.args and all(child.arena[r:r + 4] == f.arena[r:r + 4] for r in f_reads):
                 continue  # nothing the path reads changed
             cov = run(child)[0]
