@@ -581,7 +581,7 @@ def _explorer(ref: Reference) -> explore.Explorer | None:
                 raise RuntimeError("; ".join(d.message for d in diags[:2]))
             prep = wasm_run.prepare(wasm, ref.layout.globals)
             ref.explorer = explore.Explorer(prep, main.probes, cov_addr - ref.layout.keep_from, cmps, ordering,
-                                            ref.statics, ref.fptrs)
+                                            ref.statics, ref.fptrs, explore.addends(ref.func.text + "\n" + ref.callees))
         except Exception as e:  # exploring is an improvement, never a requirement
             ref.explore_error = str(e)[:300]
     return ref.explorer

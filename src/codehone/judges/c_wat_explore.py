@@ -35,6 +35,7 @@ from . import wasm_run
 _PROBE_AFTER = re.compile(r"^\s*(block|loop|if|else|end|br_if)\b")
 _LOAD = re.compile(r"^\s*(?:i32|i64|f32|f64)\.load(?:8_[su]|16_[su]|32_[su])?(?:\s+offset=(\d+))?(?:\s+align=\d+)?$")
 _OTHER_SIDE = re.compile(r"^\s*(br_if|if)\b")
+_BR_TABLE = re.compile(r"^\s*br_table((?:\s+\d+)+)")
 _INDIRECT_TYPE = re.compile(r"^\s*call_indirect\b.*?\(type (\d+)\)")
 _SELECT = re.compile(r"^\s*select(?:\s+\(result\s+\w+\))?$")
 _CMP = re.compile(r"^\s*(i32|i64)\.(eq|ne|lt_s|lt_u|le_s|le_u|gt_s|gt_u|ge_s|ge_u)$")
@@ -158,6 +159,23 @@ def instrument(func_text: str, cov_addr: int, probes: bool = True, cmp_start: in
                 c += 1
                 ordering.append(cmp.group(2) not in ("eq", "ne"))
             out.append("\n".join(ind + x for x in seq))
+        brt = _BR_TABLE.match(code) if i > head_end else None
+        if brt and c < CMP_SITES:
+            # A switch: log the index against the first index of each distinct target (up to 4), so the
+            # explorer writes one where the input held the index (with `shifted`, where it held the
+            # value the index was computed from: `status - 57`).
+            labels = brt.group(1).split()
+            firsts = list(dict.fromkeys(labels))
+            t1, t2 = tmps["i32"]
+            seq = [f"local.set {t1}"]
+            for lab in firsts[:4]:
+                if c >= CMP_SITES:
+                    break
+                j = labels.index(lab)
+                seq += [f"i32.const {j}", f"local.set {t2}", *_log_pair(cov_addr, c, t1, t2, ["i64.extend_i32_u"])]
+                c += 1
+                ordering.append(False)
+            out.append("\n".join(ind + x for x in [*seq, f"local.get {t1}"]))
         indirect = _INDIRECT_TYPE.match(code) if i > head_end and table else None
         if indirect and table.get(indirect.group(1)) and c < CMP_SITES:
             # A function pointer read from the input is a table index that must name a function of
@@ -274,6 +292,7 @@ class Explorer:
     ordering: tuple[bool, ...] = ()  # per site: lt/le/gt/ge
     statics: bytes = b""  # memory as _initialize left it: what static strings hold
     fptrs: tuple[int, ...] = ()  # table indices of functions the code could call indirectly
+    offsets: tuple[int, ...] = ()  # constants the code adds to values (see addends)
 
 
 def _value(rng: random.Random, consts: tuple[int, ...], base: int, size: int, ptrs: list[int] = (),
@@ -360,6 +379,32 @@ def _operand_pairs(page: bytes, sites: int, only: tuple[bool, ...] | None = None
             if a != b:
                 pairs[(a, b)] = None
     return list(pairs)
+
+
+_ADDEND = re.compile(r"\bi32\.const (-?\d+)\s*\n\s*i32\.(add|sub)\b")
+
+
+def addends(code: str, limit: int = 16) -> tuple[int, ...]:
+    """The small constants the code adds to (or subtracts from) a value: `switch (s->status)` and
+    range checks compile to `(status - 57) <u 3`, which compares a value no input word holds."""
+    out: dict[int, None] = {}
+    for m in _ADDEND.finditer(code):
+        k = int(m.group(1)) * (1 if m.group(2) == "add" else -1)
+        if 2 <= abs(k) < 65536:
+            out[k] = None
+            if len(out) >= limit:
+                break
+    return tuple(out)
+
+
+def shifted(pairs: list[tuple[int, int]], offsets: tuple[int, ...], limit: int = 64) -> list[tuple[int, int]]:
+    """The pairs as they were before `+ k` for each addend k: where the input holds `a - k`, `b - k` is
+    what makes `x + k` compare like b (i32 arithmetic)."""
+    out = []
+    for a, b in pairs[:limit]:
+        if a < 1 << 32 and b < 1 << 32:
+            out += [((a - k) & 0xFFFFFFFF, (b - k) & 0xFFFFFFFF) for k in offsets]
+    return out
 
 
 def replacements(inp: inputs.TestInput, reads: list[int], pairs: list[tuple[int, int]],
@@ -469,6 +514,9 @@ def explore(ex: Explorer, seeds: list[inputs.TestInput], params: list[inputs.Par
     def learn(inp: inputs.TestInput, reads: list[int], pairs: list[tuple[int, int]]) -> None:
         if pairs and len(queue) < 4 * runs:
             queue.extend((c, reads) for c in replacements(inp, reads[-64:], pairs, params, 24, rng))
+            if ex.offsets:
+                queue.extend((c, reads) for c in replacements(inp, reads[-64:], shifted(pairs, ex.offsets),
+                                                              params, 8, rng))
 
     def learn_strings(inp: inputs.TestInput, reads: list[int], strs: list[tuple[int, int, int]]) -> None:
         """String replacements for the compares against a string no run compared the input with before,
