@@ -32,7 +32,7 @@ from typing import Any
 
 from .records import Diagnostic, JsonlError, Verdict, read_jsonl, to_dict, write_text_atomic
 
-JUDGE_VERSION = "2"
+JUDGE_VERSION = "3"
 TARGETS = ("c-wat", "rust", "zig")
 
 

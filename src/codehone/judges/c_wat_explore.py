@@ -360,7 +360,7 @@ def _mutate(rng: random.Random, inp: inputs.TestInput, reads: list[int], params:
 # Hit counts in AFL's buckets (1, 2, 3, 4-7, 8-15, 16-31, 32-127, 128+): a loop that runs once more
 # (one more matching character of a prefix, one more list node) is progress worth keeping.
 _BUCKET = [0, 1, 2, 3] + [4] * 4 + [5] * 8 + [6] * 16 + [7] * 96 + [8] * 128
-PLATEAU = 300  # runs without new coverage after which exploring stops (simple functions finish early)
+PLATEAU = 600  # runs without new coverage after which exploring stops (simple functions finish early)
 _MASKS = {1: 0xFF, 2: 0xFFFF, 4: 0xFFFFFFFF, 8: 0xFFFFFFFFFFFFFFFF}
 
 
