@@ -248,6 +248,12 @@ def test_replacements_swap_operands_at_the_width_read():
     assert all(c.arena[21:24] == arena[21:24] for c in out)  # a byte load's operand: one byte written
     assert {9, 10, 8} <= {c.args[0] for c in out}
     assert all(c.args[1] == 1 << 20 for c in out)  # pointers are not scalars
+    # a static the code names holds an operand (putchar's stdout->lbf): the replacement seeds it
+    memory = bytearray(256)
+    memory[100:104] = (10).to_bytes(4, "little")
+    out = explore.replacements(inp, [], [(10, 77)], params, 100, __import__("random").Random(0),
+                               statics=((100, 4),), memory=bytes(memory))
+    assert {dict(c.statics)[100] for c in out} == {v.to_bytes(4, "little") for v in (76, 77, 78)}
 
 
 def test_function_pointer_fields_get_functions_of_the_called_type(mined):

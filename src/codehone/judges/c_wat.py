@@ -558,7 +558,8 @@ def judge(
 
 
 def _explorer(ref: Reference) -> explore.Explorer | None:
-    """The instrumented copy of the reference, built once per unit."""
+    """The instrumented copy of the reference, built once per unit (after _analysis: it takes the
+    static addresses from there)."""
     if ref.explorer is None and ref.explore_error is None:
         cov_addr = ref.base + inputs.GROW_PAGES * inputs.PAGE
         main = explore.instrument(ref.func.text, cov_addr, table=ref.table)
@@ -584,7 +585,8 @@ def _explorer(ref: Reference) -> explore.Explorer | None:
                 raise RuntimeError("; ".join(d.message for d in diags[:2]))
             prep = wasm_run.prepare(wasm, ref.layout.globals)
             ref.explorer = explore.Explorer(prep, main.probes, cov_addr - ref.layout.keep_from, cmps, ordering,
-                                            ref.statics, ref.fptrs, explore.addends(ref.func.text + "\n" + ref.callees))
+                                            ref.statics, ref.fptrs, explore.addends(ref.func.text + "\n" + ref.callees),
+                                            ref.analysis[5] if ref.analysis else ())
         except Exception as e:  # exploring is an improvement, never a requirement
             ref.explore_error = str(e)[:300]
     return ref.explorer

@@ -293,6 +293,7 @@ class Explorer:
     statics: bytes = b""  # memory as _initialize left it: what static strings hold
     fptrs: tuple[int, ...] = ()  # table indices of functions the code could call indirectly
     offsets: tuple[int, ...] = ()  # constants the code adds to values (see addends)
+    static_addrs: tuple[tuple[int, int], ...] = ()  # (address, width) of the statics the code names
 
 
 def _value(rng: random.Random, consts: tuple[int, ...], base: int, size: int, ptrs: list[int] = (),
@@ -409,13 +410,21 @@ def shifted(pairs: list[tuple[int, int]], offsets: tuple[int, ...], limit: int =
 
 def replacements(inp: inputs.TestInput, reads: list[int], pairs: list[tuple[int, int]],
                  params: list[inputs.Param], limit: int, rng: random.Random,
-                 deltas: tuple[int, ...] = (0, 1, -1)) -> list[inputs.TestInput]:
+                 deltas: tuple[int, ...] = (0, 1, -1), statics: tuple[tuple[int, int], ...] = (),
+                 memory: bytes = b"") -> list[inputs.TestInput]:
     """Input-to-state candidates: where the input holds one operand of a logged comparison (a word the
-    function read, at the width that matches, or a scalar argument), put the other operand there, or
-    it +-1. Up to `limit`, chosen at random among all of them."""
+    function read, at the width that matches, a scalar argument, or one of the `statics` (address,
+    width) the code names, as seeded or as `memory` after _initialize has it), put the other operand
+    there, or it +-1. Up to `limit`, chosen at random among all of them."""
     arena = inp.arena
     edits: dict[tuple, None] = {}
     scal = [j for j, p in enumerate(params) if p.kind in ("scalar", "ambiguous") and isinstance(inp.args[j], int)]
+    held = dict(inp.statics)
+    static_now: dict[tuple[int, int], list[tuple[int, int]]] = {}  # (width, value) -> statics holding it
+    for addr, w in statics:
+        cur = held.get(addr, memory[addr:addr + w] if addr + w <= len(memory) else None)
+        if cur is not None and len(cur) == w:
+            static_now.setdefault((w, int.from_bytes(cur, "little")), []).append((addr, w))
     at: dict[tuple[int, int], list[int]] = {}  # (width, value) -> read addresses holding it
     for r in reads:
         for w in (4, 8, 2, 1):
@@ -440,6 +449,9 @@ def replacements(inp: inputs.TestInput, reads: list[int], pairs: list[tuple[int,
                     taken.add((r, have))
                     for d in deltas:
                         edits[("mem", r, w, (want + d) & m)] = None
+                for addr, _ in static_now.get((w, have & m), ()):
+                    for d in deltas:
+                        edits[("static", addr, w, (want + d) & m)] = None
     keys = list(edits)
     rng.shuffle(keys)
     out = []
@@ -448,6 +460,10 @@ def replacements(inp: inputs.TestInput, reads: list[int], pairs: list[tuple[int,
             args = list(inp.args)
             args[e[1]] = e[2]
             out.append(inputs.TestInput(args, arena, inp.base, inp.stub_seed, inp.statics))
+        elif e[0] == "static":  # putchar's `c == stdout->lbf`: the state lives in static data
+            _, addr, w, v = e
+            now = {**held, addr: v.to_bytes(w, "little")}
+            out.append(inputs.TestInput(list(inp.args), arena, inp.base, inp.stub_seed, tuple(now.items())))
         else:
             _, r, w, v = e
             new = bytearray(arena)
@@ -513,7 +529,8 @@ def explore(ex: Explorer, seeds: list[inputs.TestInput], params: list[inputs.Par
 
     def learn(inp: inputs.TestInput, reads: list[int], pairs: list[tuple[int, int]]) -> None:
         if pairs and len(queue) < 4 * runs:
-            queue.extend((c, reads) for c in replacements(inp, reads[-64:], pairs, params, 24, rng))
+            queue.extend((c, reads) for c in replacements(inp, reads[-64:], pairs, params, 24, rng,
+                                                          statics=ex.static_addrs, memory=ex.statics))
             if ex.offsets:
                 queue.extend((c, reads) for c in replacements(inp, reads[-64:], shifted(pairs, ex.offsets),
                                                               params, 8, rng))
