@@ -191,8 +191,10 @@ def _unit_key(unit: dict | None) -> str:
 
 def batches(todo: list[int], items: list[Item], jobs: int, by_unit: bool) -> list[list[int]]:
     """How the pool's tasks split the work: one candidate per task, or (`by_unit`, for c-wat) all the
-    candidates of one unit in one task, largest first (a serial run judges in that order too, so its
-    per-process reference cache never thrashes on shuffled input).
+    candidates of one unit in one task, largest first (most candidates, then the longest function:
+    the pool hands them out in order, and the big ones last would leave a worker idle at the end).
+    A serial run judges in that order too, so its per-process reference cache never thrashes on
+    shuffled input.
 
     Why by unit: a c-wat worker builds the unit's reference and explores it (a second or more) before
     its first verdict, then judges each further candidate in a fraction of that. Spread over the
@@ -204,11 +206,14 @@ def batches(todo: list[int], items: list[Item], jobs: int, by_unit: bool) -> lis
     groups: dict[str, list[int]] = {}
     for i in todo:
         groups.setdefault(_unit_key(items[i].unit), []).append(i)
-    out = sorted(groups.values(), key=len, reverse=True)
+    def cost(b: list[int]) -> tuple[int, int]:  # the unit's function size stands in for its cold cost
+        return len(b), len((items[b[0]].unit or {}).get("artifact") or "")
+
+    out = sorted(groups.values(), key=cost, reverse=True)
     while out and len(out) < jobs and len(out[0]) > 1:
         big = out.pop(0)
         out += [big[: len(big) // 2], big[len(big) // 2:]]
-        out.sort(key=len, reverse=True)
+        out.sort(key=cost, reverse=True)
     return out
 
 
