@@ -58,6 +58,31 @@ COV_END = RTN_BASE + 12 * RTN_SLOTS  # what a run reads back of the coverage pag
 _STRCMP = re.compile(r"^\$(?:\w*str\w*cmp\w*|\w*memcmp|bcmp|strcoll|compare_strings)$", re.I)
 
 
+def _header(lines: list[str]) -> tuple[list[str], int, int]:
+    """A function's header as wasm2wat prints it, `(func ... (param ..) (result ..)` then `(local ...)`
+    lines: (param types, index of its last line, number of locals)."""
+    params = _TYPES.findall(" ".join(re.findall(r"\(param[^)]*\)", lines[0])))
+    head_end = nlocals = 0
+    for i in range(1, len(lines)):
+        if not lines[i].strip().startswith("(local"):
+            break
+        nlocals += len(_TYPES.findall(lines[i]))
+        head_end = i
+    return params, head_end, nlocals
+
+
+def _log_against(cov_addr: int, site: int, t1: int, t2: int, values) -> tuple[list[str], int]:
+    """Code that logs the i32 on top of the stack against each of `values` (one comparison site each,
+    from `site` on) and leaves it there; and the next free site."""
+    seq = [f"local.set {t1}"]
+    for v in values:
+        if site >= CMP_SITES:
+            break
+        seq += [f"i32.const {v}", f"local.set {t2}", *_log_pair(cov_addr, site, t1, t2, ["i64.extend_i32_u"])]
+        site += 1
+    return [*seq, f"local.get {t1}"], site
+
+
 def _log_pair(cov_addr: int, site: int, t1: int, t2: int, ext: list[str]) -> list[str]:
     """Code that logs (local t1, local t2) as comparison site `site`: the first pair once, the last always."""
     slot, flag = cov_addr + CMP_BASE + 32 * site, cov_addr + CMP_FLAGS + site
@@ -94,17 +119,8 @@ def instrument(func_text: str, cov_addr: int, probes: bool = True, cmp_start: in
     index against up to three indices it could validly be.
     """
     lines = func_text.splitlines()
-    # The header: `(func ... (param ..) (result ..)` and any `(local ...)` lines after it.
-    head_end = 0
-    nparams = len(_TYPES.findall(" ".join(re.findall(r"\(param[^)]*\)", lines[0]))))
-    nlocals = 0
-    for i in range(1, len(lines)):
-        if lines[i].strip().startswith("(local"):
-            nlocals += len(_TYPES.findall(lines[i]))
-            head_end = i
-        else:
-            break
-    tmp = nparams + nlocals
+    params, head_end, nlocals = _header(lines)
+    tmp = len(params) + nlocals
     tmps = {"i32": (tmp + 1, tmp + 2), "i64": (tmp + 3, tmp + 4)}
     ind0 = re.match(r"\s*", lines[1] if len(lines) > 1 else "").group(0) or "    "
     out: list[str] = []
@@ -165,31 +181,19 @@ def instrument(func_text: str, cov_addr: int, probes: bool = True, cmp_start: in
             # explorer writes one where the input held the index (with `shifted`, where it held the
             # value the index was computed from: `status - 57`).
             labels = brt.group(1).split()
-            firsts = list(dict.fromkeys(labels))
-            t1, t2 = tmps["i32"]
-            seq = [f"local.set {t1}"]
-            for lab in firsts[:4]:
-                if c >= CMP_SITES:
-                    break
-                j = labels.index(lab)
-                seq += [f"i32.const {j}", f"local.set {t2}", *_log_pair(cov_addr, c, t1, t2, ["i64.extend_i32_u"])]
-                c += 1
-                ordering.append(False)
-            out.append("\n".join(ind + x for x in [*seq, f"local.get {t1}"]))
+            seq, c2 = _log_against(cov_addr, c, *tmps["i32"], [labels.index(lab) for lab in dict.fromkeys(labels)][:4])
+            ordering += [False] * (c2 - c)
+            c = c2
+            out.append("\n".join(ind + x for x in seq))
         indirect = _INDIRECT_TYPE.match(code) if i > head_end and table else None
         if indirect and table.get(indirect.group(1)) and c < CMP_SITES:
             # A function pointer read from the input is a table index that must name a function of
             # this type (else the call traps): log it against such indices, as if compared with them,
             # so the explorer writes one where the input held the pointer (cJSON's hooks.allocate).
-            t1, t2 = tmps["i32"]
-            seq = [f"local.set {t1}"]
-            for good in table[indirect.group(1)][:3]:
-                if c >= CMP_SITES:
-                    break
-                seq += [f"i32.const {good}", f"local.set {t2}", *_log_pair(cov_addr, c, t1, t2, ["i64.extend_i32_u"])]
-                c += 1
-                ordering.append(False)
-            out.append("\n".join(ind + x for x in [*seq, f"local.get {t1}"]))
+            seq, c2 = _log_against(cov_addr, c, *tmps["i32"], table[indirect.group(1)][:3])
+            ordering += [False] * (c2 - c)
+            c = c2
+            out.append("\n".join(ind + x for x in seq))
         out.append(line)
         if i == head_end:
             out.append(f"{ind0}(local i32 i32 i32 i64 i64)")
@@ -208,8 +212,7 @@ def compares_strings(name: str | None, func_text: str) -> bool:
     """Is this a strcmp-like function (by name) taking at least two i32 (pointer) arguments?"""
     if not name or not _STRCMP.match("$" + name.lstrip("$").rsplit(".", 1)[-1]):  # zig's `$c.string.strcmp`
         return False
-    params = _TYPES.findall(" ".join(re.findall(r"\(param[^)]*\)", func_text.splitlines()[0])))
-    return params[:2] == ["i32", "i32"]
+    return _header(func_text.splitlines())[0][:2] == ["i32", "i32"]
 
 
 def hook_compare(func_text: str, cov_addr: int, memory_like: bool) -> str:
@@ -222,13 +225,7 @@ def hook_compare(func_text: str, cov_addr: int, memory_like: bool) -> str:
     the name) marks n as an exact length rather than a bound (strncmp): its top bit is set.
     """
     lines = func_text.splitlines()
-    params = _TYPES.findall(" ".join(re.findall(r"\(param[^)]*\)", lines[0])))
-    head_end = 0
-    for i in range(1, len(lines)):
-        if lines[i].strip().startswith("(local"):
-            head_end = i
-        else:
-            break
+    params, head_end, _ = _header(lines)
     cnt, base = cov_addr + RTN_COUNT, cov_addr + RTN_BASE
     n = "local.get 2" if len(params) > 2 and params[2] == "i32" else "i32.const -1"
     flag = ["i32.const -2147483648", "i32.or"] if memory_like and n != "i32.const -1" else []
