@@ -634,3 +634,20 @@ def test_indirect_call_index_is_logged_against_valid_indices():
     ins = explore.instrument(func, 65536, probes=False, table={"0": (3, 9), "1": (4,)})
     assert ins.cmps == 2 and ins.text.count("i32.const 9") == 1
     assert explore.instrument(func, 65536, probes=False).cmps == 0
+
+
+def test_reference_outcomes_are_kept_packed_and_still_compare(mined):
+    # Judge sum_array, then another unit (sum_array's outcomes are no longer the expanded ones), then
+    # a mutant of sum_array: it is compared against outcomes rebuilt from their packed form.
+    from codehone.judges import memory_diff
+
+    units, modules = mined
+    assert judge(mined, "sum_array").ok
+    ref = c_wat.reference(units["sum_array"], modules)
+    held = [memory_diff.held(o) for o in ref.outcomes.values()]
+    assert max(held) < 4096 and any(isinstance(o, memory_diff.Packed) for o in ref.outcomes.values())
+    assert judge(mined, "upcase").ok
+    bad = mutate(units["sum_array"]["artifact"], "i32.const 64", "i32.const 63")
+    v = judge(mined, "sum_array", bad)
+    assert not v.ok and v.diagnostics[0].code == "mismatch", v.diagnostics
+    assert judge(mined, "sum_array", units["sum_array"]["artifact"] + "\n;; same").ok

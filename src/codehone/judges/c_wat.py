@@ -87,7 +87,7 @@ from ..records import Diagnostic, Verdict
 from ..toolchains import wabt
 from . import c_wat_explore as explore
 from . import c_wat_inputs as inputs
-from . import wasm_run
+from . import memory_diff, wasm_run
 
 TARGET_EXPORT = "__codehone_target"
 ISOLATION = "wasmtime"
@@ -214,7 +214,7 @@ class Reference:
     prepared: wasm_run.Prepared | None = None
     base: int = 0  # where the arena starts: the end of memory after _initialize
     error: str | None = None  # why it cannot be executed
-    outcomes: dict = field(default_factory=dict)  # (seed, test, fuel, mem) -> Outcome
+    outcomes: dict = field(default_factory=dict)  # (seed, test, fuel, mem) -> Outcome (memory_diff.Packed)
     inputs: dict = field(default_factory=dict)  # (seed, tests) -> [TestInput], the seeded ones
     analysis: tuple | None = None  # see _analysis
     extra: dict = field(default_factory=dict)  # (seed, tests, runs, fuel, mem) -> [TestInput] found by exploring
@@ -509,6 +509,14 @@ def judge(
     it caught 39 of 48 instead of 29, for ~50% more time on a unit's first verdict only (the
     search is done once per unit; 3000/900 caught 40).
     """
+    try:
+        return _judge(candidate, unit, Path(modules_dir), tests, seed, fuel, timeout_s, memory_bytes, explore_runs)
+    finally:
+        wasm_run.release_memory()
+
+
+def _judge(candidate: str, unit: dict, modules_dir: Path, tests: int, seed: int, fuel: int, timeout_s: float,
+           memory_bytes: int, explore_runs: int) -> Verdict:
     timings: dict[str, float] = {}
     t0 = time.monotonic()
     name = unit["meta"].get("wat_name") or "$" + unit["name"]
@@ -632,6 +640,7 @@ def _execute(ref: Reference, cand: wasm_run.Prepared, unit: dict, tests: int, se
                                           min(fuel, 2_000_000), memory_bytes, ref.layout.keep_from,
                                           ref.tokens) if ex else []
     all_inputs = base_inputs + ref.extra.get(ekey, [])
+    hot = _hot_outcomes(ref)
     total = len(all_inputs)
     counts = {"tests": total, "explored": total - len(base_inputs), "typed": len(base_inputs) - tests,
               "run": 0, "passed": 0, "failed": 0, "skipped": 0,
@@ -643,13 +652,16 @@ def _execute(ref: Reference, cand: wasm_run.Prepared, unit: dict, tests: int, se
             counts["skipped"] += total - i
             break
         key = (seed, i, fuel, memory_bytes, ekey if i >= len(base_inputs) else None)
-        r = ref.outcomes.get(key)
+        r = hot.get(key) or ref.outcomes.get(key)
         if r is None:
             r = wasm_run.run(ref.prepared, TARGET_EXPORT, inp.args, inp.arena, inputs.GROW_PAGES,
                              wasm_run.Limits(fuel, left, memory_bytes), ref.layout.keep_from,
                              stub_seed=inp.stub_seed, statics=inp.statics, stack_top=ref.layout.keep_from)
             if r.kind != "timeout":
-                ref.outcomes[key] = r
+                ref.outcomes[key] = memory_diff.pack(r, _start(ref, inp)) if r.memory else r
+                hot[key] = r
+        elif isinstance(r, memory_diff.Packed):
+            r = hot[key] = memory_diff.unpack(r, _start(ref, inp))
         if r.kind in ("fuel", "timeout", "error"):
             counts["skipped"] += 1
             continue
@@ -681,6 +693,24 @@ def _execute(ref: Reference, cand: wasm_run.Prepared, unit: dict, tests: int, se
         diags.append(Diagnostic("the reference trapped on every input: only trapping was compared",
                                 code="all_traps", level="warning"))
     return Verdict(True, "execute", diags, counts=counts, isolation=ISOLATION)
+
+
+_HOT: list = [None, {}]  # [the reference judged last, its outcomes with memory expanded]
+
+
+def _hot_outcomes(ref: Reference) -> dict:
+    """The reference outcomes of the unit judged last, memory and all: check() judges a unit's
+    candidates one after another, and expanding each outcome from its packed form for every one
+    of them cost ~8% of a warm verdict. One unit's worth (~1 MB per test) is kept this way; the
+    others stay packed (memory_diff)."""
+    if _HOT[0] is not ref:
+        _HOT[0], _HOT[1] = ref, {}
+    return _HOT[1]
+
+
+def _start(ref: Reference, inp: inputs.TestInput) -> bytes:
+    """Memory from the compared start up as the call under test finds it (see memory_diff)."""
+    return memory_diff.start_image(ref.statics, inputs.GROW_PAGES, inp.arena, inp.statics, ref.layout.keep_from)
 
 
 def cache_key(candidate: str, unit: dict) -> str:
