@@ -35,8 +35,8 @@ every other unit of each corpus unmodified, for the false-alarm count.
 
 Run: python benchmarks/c_wat_mutants.py [--units 40] [--per-unit 2] [--tests 64] [--work DIR]
      [--unmodified all]
-(about 6 minutes for 40 units per corpus: 120 units, ~234 mutants; --unmodified all adds ~550
-verdicts, about 20 minutes in all). A --work folder mined before mine recorded `meta.c_params`
+(about 5 minutes for 40 units per corpus: 120 units, ~234 mutants; --unmodified all adds ~550
+verdicts, about 18 minutes in all). A --work folder mined before mine recorded `meta.c_params`
 judges with untyped inputs only and scores lower: the run says so.
 """
 
