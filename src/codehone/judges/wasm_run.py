@@ -49,10 +49,10 @@ MAX_LOG = 256  # host-call log entries kept (and compared); the count is kept be
 # `while (deflate(...) == Z_OK)`) would take minutes. Past this many calls the call stops
 # and counts as running out of fuel.
 MAX_HOST_CALLS = 2_000
-# An import's integer argument in [STACK_LOW, stack top) is logged as "<stack address>": where a
-# local lives (`deflate(&stream, ...)`) is the frame layout's choice, and a correct translation
-# with another frame size passes other addresses. What such a pointer points to is not seen either way.
-STACK_LOW = 1024
+# An import's integer argument between the stack pointer at the call and the stack top is logged as
+# "<stack address>": where a local lives (`deflate(&stream, ...)`) is the frame layout's choice, and
+# a correct translation with another frame size passes other addresses. What such a pointer points
+# to is not seen either way. Only the live frames count, so a length like 4096 is still compared.
 MAX_OUTPUT = 1 << 16  # bytes of stdout + stderr kept (and compared)
 HOST_LIMIT = "codehone: host call limit"
 WASI = "wasi_snapshot_preview1"
@@ -93,6 +93,7 @@ class _State(threading.local):
     arena: int = 0  # where the input arena starts: stubs may return an address inside it
     in_call: bool = False  # the function under test is running (not `_initialize`)
     stack_top: int = 0  # the stack lies below this (stack-first layout): see _record
+    sp: tuple | None = None  # (global, store) of the stack pointer, when stack_top is known
 
 
 _STATE = _State()
@@ -103,9 +104,12 @@ def _record(name: str, args: tuple) -> None:
     if _STATE.calls > MAX_HOST_CALLS:
         raise wasmtime.WasmtimeError(f"{HOST_LIMIT} ({MAX_HOST_CALLS}) reached in {name}")
     if _STATE.log is not None and len(_STATE.log) < MAX_LOG:
-        top = _STATE.stack_top
+        top, low = _STATE.stack_top, _STATE.stack_top
+        if top and _STATE.sp is not None:
+            glob, store = _STATE.sp
+            low = glob.value(store)
         _STATE.log.append((name, tuple(
-            "<stack address>" if top and isinstance(a, int) and STACK_LOW <= a < top else _norm(a) for a in args)))
+            "<stack address>" if isinstance(a, int) and low <= a < top else _norm(a) for a in args)))
 
 
 def _norm(v: object) -> object:
@@ -375,7 +379,8 @@ def run(prep: Prepared, target: str, args: list, arena: bytes, arena_pages: int,
     (address, bytes) written after `_initialize`: seeded values for the static data the function
     reads. `expect_memory` (the reference's memory, when comparing): after a return, memory equal
     to it is compared in place and not copied (the Outcome holds `expect_memory` itself).
-    `stack_top`: the initial stack pointer when the stack lies below it (0: unknown), for the log.
+    `stack_top`: the initial stack pointer when the stack lies below it (0: unknown), for the log
+    (and the module's exported stack pointer global, found by that value).
     """
     t0 = time.monotonic()
     store = wasmtime.Store(engine())
@@ -388,7 +393,7 @@ def run(prep: Prepared, target: str, args: list, arena: bytes, arena_pages: int,
     store.set_fuel(limits.fuel)
     store.set_epoch_deadline(max(1, int(limits.deadline_s / TICK_S) + 1))
     _STATE.log, _STATE.calls, _STATE.stub_seed, _STATE.arena, _STATE.in_call = [], 0, stub_seed, 0, False
-    _STATE.stack_top = stack_top
+    _STATE.stack_top, _STATE.sp = stack_top, None
     mem = None
     try:
         inst = prep.pre.instantiate(store)
@@ -406,12 +411,18 @@ def run(prep: Prepared, target: str, args: list, arena: bytes, arena_pages: int,
                 if addr >= 0 and addr + len(data) <= old * 65536:
                     mem.write(store, data, addr)
         _STATE.log, _STATE.calls = [], 0  # only the call under test is compared
+        if stack_top:  # the stack pointer: the mutable global that holds the stack top now
+            for g in prep.globals:
+                glob = _get(exports, g)
+                if isinstance(glob, wasmtime.Global) and glob.value(store) == stack_top:
+                    _STATE.sp = (glob, store)
+                    break
         before = store.get_fuel()
         _STATE.in_call = True
         res = _get(exports, target)(store, *args)
         used = before - store.get_fuel()
     except Exception as e:  # traps, exits, fuel, epoch: all are outcomes, never host errors
-        _STATE.in_call = False
+        _STATE.in_call, _STATE.sp = False, None
         kind, msg = _classify(e, store, limits.fuel)
         # wasmtime's Trap and the frames of its traceback refer to each other: left alone, every trapped
         # run's store (and its linear memory) waited for the cycle collector; thousands per unit in
@@ -424,7 +435,7 @@ def run(prep: Prepared, target: str, args: list, arena: bytes, arena_pages: int,
         return Outcome(kind, message=msg, memory=memory, memory_pages=pages, log=_STATE.log or [],
                        host_calls=_STATE.calls, fuel_used=limits.fuel - _safe_fuel(store),
                        seconds=time.monotonic() - t0, output=bytes(output))
-    _STATE.in_call = False
+    _STATE.in_call, _STATE.sp = False, None
     output = _take_output(out_path)
     values = res if isinstance(res, tuple) else (() if res is None else (res,))
     if mem is not None and expect_memory is not None and _same(mem, store, keep_from, keep_to, expect_memory):
