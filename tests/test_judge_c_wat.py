@@ -585,3 +585,72 @@ def test_stack_addresses_passed_to_imports_are_not_compared_by_value():
     assert c_wat.compare(a, b, 65536) is None  # another frame size: the same call
     assert "external calls differ" in c_wat.compare(a, c, 65536)  # another value: a difference
     assert d.log == [("env.consume", ("<stack address>", 4096))]  # below the live frames: a plain number
+
+
+def test_switch_index_is_logged_against_each_target_and_shifted_back_to_the_input():
+    # `switch (s->status)` on sparse values compiles to br_table on `status - 57`: no input word holds
+    # the index, so the log's pairs are shifted by the code's addend back to what the input holds.
+    from codehone.judges import c_wat_explore as explore
+
+    func = """(func $f (param i32) (result i32)
+    block
+      block
+        local.get 0
+        i32.load
+        i32.const -57
+        i32.add
+        br_table 1 0 1
+      end
+      i32.const 7
+      return
+    end
+    i32.const 0)"""
+    cov = 65536
+    ins = explore.instrument(func, cov, probes=False)
+    assert ins.cmps == 2
+    exported = ins.text.replace("(func $f", '(func (export "f")', 1)
+    engine = wasmtime.Engine()
+    store = wasmtime.Store(engine)
+    inst = wasmtime.Instance(store, wasmtime.Module(engine, wasmtime.wat2wasm(
+        f'(module (memory (export "m") 3) {exported})')), [])
+    f, mem = inst.exports(store)["f"], inst.exports(store)["m"]
+    mem.write(store, (100).to_bytes(4, "little"), 0)
+    assert f(store, 0) == 0
+    page = bytes(mem.read(store, cov, cov + explore.COV_END))
+    pairs = explore._operand_pairs(page, ins.cmps)
+    assert pairs == [(43, 0), (43, 1)]
+    assert explore.addends(func) == (-57,)
+    back = explore.shifted(pairs, explore.addends(func))
+    assert (100, 58) in back  # the input holds 100: writing 58 there takes the other target
+    mem.write(store, (58).to_bytes(4, "little"), 0)
+    assert f(store, 0) == 7
+
+
+def test_indirect_call_index_is_logged_against_valid_indices():
+    from codehone.judges import c_wat_explore as explore
+
+    func = """(func $g (param i32) (result i32)
+    i32.const 5
+    local.get 0
+    i32.load
+    call_indirect (type 0))"""
+    ins = explore.instrument(func, 65536, probes=False, table={"0": (3, 9), "1": (4,)})
+    assert ins.cmps == 2 and ins.text.count("i32.const 9") == 1
+    assert explore.instrument(func, 65536, probes=False).cmps == 0
+
+
+def test_reference_outcomes_are_kept_packed_and_still_compare(mined):
+    # Judge sum_array, then another unit (sum_array's outcomes are no longer the expanded ones), then
+    # a mutant of sum_array: it is compared against outcomes rebuilt from their packed form.
+    from codehone.judges import memory_diff
+
+    units, modules = mined
+    assert judge(mined, "sum_array").ok
+    ref = c_wat.reference(units["sum_array"], modules)
+    held = [memory_diff.held(o) for o in ref.outcomes.values()]
+    assert max(held) < 4096 and any(isinstance(o, memory_diff.Packed) for o in ref.outcomes.values())
+    assert judge(mined, "upcase").ok
+    bad = mutate(units["sum_array"]["artifact"], "i32.const 64", "i32.const 63")
+    v = judge(mined, "sum_array", bad)
+    assert not v.ok and v.diagnostics[0].code == "mismatch", v.diagnostics
+    assert judge(mined, "sum_array", units["sum_array"]["artifact"] + "\n;; same").ok
