@@ -221,6 +221,7 @@ def batches(todo: list[int], items: list[Item], jobs: int, by_unit: bool) -> lis
     groups: dict[str, list[int]] = {}
     for i in todo:
         groups.setdefault(_unit_key(items[i].unit), []).append(i)
+
     def cost(b: list[int]) -> tuple[int, int]:  # the unit's function size stands in for its cold cost
         return len(b), len((items[b[0]].unit or {}).get("artifact") or "")
 
