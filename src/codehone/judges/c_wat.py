@@ -385,7 +385,7 @@ def _probe_base(prep: wasm_run.Prepared, memory_bytes: int) -> tuple[int, bytes]
     store.set_wasi(wasmtime.WasiConfig())
     store.set_fuel(DEFAULT_FUEL)
     store.set_epoch_deadline(int(10 / wasm_run.TICK_S))
-    inst = prep.pre.instantiate(store)
+    inst = wasm_run.instantiate(prep, store)
     ex = inst.exports(store)
     init = wasm_run._get(ex, "_initialize")
     if init is not None:
