@@ -275,6 +275,9 @@ def main() -> None:
             print(f"c-wat: {args.n} units from {args.units}, {args.per_unit} candidates each, every unit cold "
                   f"on each side of each round")
             rows.append(measure("c-wat", items, opts, args.jobs, args.repeat, reset=lambda: cold_cwat(args.jobs)))
+            from codehone.judges import wasm_run
+
+            print(f"  c-wat: wasmtime's {wasm_run.ALLOCATOR} instance allocator", file=sys.stderr)
         print(f"  {target} done", file=sys.stderr)
     hdr = (
         f"{'target':7} {'n':>3} {'ok':>3} {'serial v/s':>10} {f'-j{args.jobs} v/s':>9} {'speedup':>7} "

@@ -57,3 +57,10 @@ def test_a_full_pool_is_a_judge_error_not_an_outcome(prep):
     finally:
         held.clear()
     assert wasm_run.run(prep, "poke", [100], b"", 0, LIMITS, 0).values == (0,)
+
+
+def test_without_the_pooling_api_the_engine_falls_back(monkeypatch):
+    from wasmtime import _bindings
+
+    monkeypatch.delattr(_bindings, "wasmtime_pooling_allocation_strategy_set")
+    assert wasm_run._pooled_engine() is None
