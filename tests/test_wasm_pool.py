@@ -64,3 +64,9 @@ def test_without_the_pooling_api_the_engine_falls_back(monkeypatch):
 
     monkeypatch.delattr(_bindings, "wasmtime_pooling_allocation_strategy_set")
     assert wasm_run._pooled_engine() is None
+
+
+def test_the_pool_takes_a_table_larger_than_its_default_limit():
+    big = wasm_run.prepare(bytes(wasmtime.wat2wasm(
+        '(module (table 30000 funcref) (func (export "f") (result i32) (table.size 0)))')), [])
+    assert wasm_run.run(big, "f", [], b"", 0, LIMITS, 0).values == (30000,)

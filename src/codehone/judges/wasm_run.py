@@ -108,7 +108,9 @@ def _pooled_engine() -> wasmtime.Engine | None:
     address-space rlimit cannot reserve the slots): the judge then works the same, only slower.
 
     Slots are sized for any wasm32 memory (4 GiB of address space each, reserved, not used), so
-    the Store's own limit, not the pool, is what a growing candidate meets. Without copy-on-write
+    the Store's own limit, not the pool, is what a growing candidate meets; tables and instance
+    state get limits far above what a C module has (the defaults, 20k table entries and 1 MiB, are
+    not), since a module the pool refuses would read as one that traps on every input. Without copy-on-write
     images the data segments are copied into the slot's resident pages, which is cheaper than
     faulting in a fresh mapping of them every run."""
     global ALLOCATOR
@@ -121,7 +123,7 @@ def _pooled_engine() -> wasmtime.Engine | None:
         for setting, value in (
             ("total_memories", POOL_SLOTS), ("total_tables", POOL_SLOTS), ("total_core_instances", POOL_SLOTS),
             ("total_stacks", 0), ("total_gc_heaps", 0), ("max_unused_warm_slots", 8),
-            ("max_memory_size", 1 << 32), ("table_elements", 1 << 20),
+            ("max_memory_size", 1 << 32), ("table_elements", 1 << 20), ("max_core_instance_size", 16 << 20),
             ("linear_memory_keep_resident", KEEP_RESIDENT), ("table_keep_resident", 1 << 16),
         ):
             getattr(ffi, f"wasmtime_pooling_allocation_config_{setting}_set")(pc, value)
