@@ -3,6 +3,9 @@ changes nothing the judge can see, and that running out of slots is the judge's 
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 import wasmtime
 
@@ -70,3 +73,17 @@ def test_the_pool_takes_a_table_larger_than_its_default_limit():
     big = wasm_run.prepare(bytes(wasmtime.wat2wasm(
         '(module (table 30000 funcref) (func (export "f") (result i32) (table.size 0)))')), [])
     assert wasm_run.run(big, "f", [], b"", 0, LIMITS, 0).values == (30000,)
+
+
+def test_under_an_address_space_rlimit_the_default_allocator_runs():
+    # wasmtime aborts the process when it cannot reserve the pool, so the pool is not even tried
+    code = (
+        "import resource; resource.setrlimit(resource.RLIMIT_AS, (64 << 30, 64 << 30))\n"
+        "import wasmtime\nfrom codehone.judges import wasm_run as w\n"
+        "p = w.prepare(bytes(wasmtime.wat2wasm('(module (func (export \"f\") (result i32) i32.const 7))')), [])\n"
+        "o = w.run(p, 'f', [], b'', 0, w.Limits(10**6, 5.0, 1 << 20), 0)\n"
+        "print(w.ALLOCATOR, o.kind, o.values)\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-500:]
+    assert r.stdout.split() == ["on-demand", "return", "(7,)"]

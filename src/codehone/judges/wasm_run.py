@@ -40,6 +40,7 @@ import atexit
 import ctypes
 import gc
 import os
+import resource
 import shutil
 import threading
 import time
@@ -104,16 +105,20 @@ ALLOCATOR = "on-demand"  # which allocator the engine got: "pooling", or "on-dem
 
 def _pooled_engine() -> wasmtime.Engine | None:
     """An engine on wasmtime's pooling instance allocator, set through the C API (wasmtime-py's
-    Config does not wrap it). None where it is unavailable or refused (a process under an
-    address-space rlimit cannot reserve the slots): the judge then works the same, only slower.
+    Config does not wrap it). None where it is unavailable, or where the process has an
+    address-space rlimit: the pool reserves ~260 GiB of address space up front, and when that
+    fails wasmtime's C API panics and aborts the process instead of returning an error. The
+    judge then works the same on the default allocator, only slower.
 
     Slots are sized for any wasm32 memory (4 GiB of address space each, reserved, not used), so
     the Store's own limit, not the pool, is what a growing candidate meets; tables and instance
     state get limits far above what a C module has (the defaults, 20k table entries and 1 MiB, are
-    not), since a module the pool refuses would read as one that traps on every input. Without copy-on-write
-    images the data segments are copied into the slot's resident pages, which is cheaper than
-    faulting in a fresh mapping of them every run."""
+    not), since a module the pool refuses would read as one that traps on every input. Without
+    copy-on-write images the data segments are copied into the slot's resident pages, which is
+    cheaper than faulting in a fresh mapping of them every run."""
     global ALLOCATOR
+    if resource.getrlimit(resource.RLIMIT_AS)[0] != resource.RLIM_INFINITY:
+        return None
     cfg = _config()
     cfg.memory_init_cow = False
     try:
@@ -517,6 +522,7 @@ class PoolFull(RuntimeError):
 
 
 def instantiate(prep: Prepared, store: wasmtime.Store) -> wasmtime.Instance:
+    """`prep`'s instance in `store`; a full pool is retried once after a collection, then PoolFull."""
     try:
         return prep.pre.instantiate(store)
     except wasmtime.WasmtimeError as e:
