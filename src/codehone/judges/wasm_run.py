@@ -526,15 +526,19 @@ def instantiate(prep: Prepared, store: wasmtime.Store) -> wasmtime.Instance:
     try:
         return prep.pre.instantiate(store)
     except wasmtime.WasmtimeError as e:
-        if "concurrent limit" not in str(e):
+        if not _pool_full(e):
             raise
     gc.collect()  # slots held by stores that only the cycle collector frees
     try:
         return prep.pre.instantiate(store)
     except wasmtime.WasmtimeError as e:
-        if "concurrent limit" in str(e):
+        if _pool_full(e):
             raise PoolFull(f"wasm instance pool exhausted ({POOL_SLOTS} alive in this process): {e}") from None
         raise
+
+
+def _pool_full(e: wasmtime.WasmtimeError) -> bool:
+    return "concurrent limit" in str(e)  # "maximum concurrent limit of N for core instances reached"
 
 
 def _read(mem: wasmtime.Memory, store: wasmtime.Store, keep_from: int, keep_to: int | None) -> tuple[bytes, int]:
