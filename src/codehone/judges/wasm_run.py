@@ -406,26 +406,27 @@ _OUT_DIR: list[str] = []
 def _output_path() -> str:
     """A file per thread for the call's stdout/stderr. A file, not wasmtime's custom-output
     callback: that one calls into Python from a runtime thread, which aborts the process when it
-    fires during interpreter shutdown. In RAM when the machine has a tmpfs (see scratch)."""
+    fires during interpreter shutdown. In RAM when the machine has a tmpfs (see scratch).
+    Not emptied here: `Store.set_wasi` opens both files truncated, once per run."""
     if not _OUT_DIR:
         with _LOCK:
             if not _OUT_DIR:
                 d = scratch.mkdtemp("codehone-wasm-out-")
                 atexit.register(shutil.rmtree, d, True)
                 _OUT_DIR.append(d)
-    path = os.path.join(_OUT_DIR[0], f"{os.getpid()}-{threading.get_ident()}")
-    for fd in (".1", ".2"):
-        with open(path + fd, "wb"):
-            pass  # empty it
-    return path
+    return os.path.join(_OUT_DIR[0], f"{os.getpid()}-{threading.get_ident()}")
 
 
 def _take_output(path: str) -> bytes:
     """stdout, then a marker, then stderr (each file has its own offset: one shared file would
-    have the second stream overwrite the first)."""
+    have the second stream overwrite the first). A stat first: most calls write nothing, and a
+    verdict makes thousands of them."""
     out = []
     for fd in (".1", ".2"):
         try:
+            if os.stat(path + fd).st_size == 0:
+                out.append(b"")
+                continue
             with open(path + fd, "rb") as f:
                 out.append(f.read(MAX_OUTPUT))
         except OSError:
