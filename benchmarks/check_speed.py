@@ -94,10 +94,12 @@ def cold_cwat(jobs: int) -> None:
     """Forget every unit's reference, in this process and in the pool (a fresh one, started and idle),
     so each side of a round starts from nothing, as a fresh `codehone check` or eval run does."""
     from codehone import check as chk
-    from codehone.judges import c_wat
+    from codehone.judges import c_wat, c_wat_inputs
 
     c_wat._REF_CACHE.clear()
     c_wat._WAT_CACHE.clear()
+    c_wat_inputs._draws.cache_clear()  # the per-test arena draws (~0.25 s to redo): a fresh pool's
+    c_wat_inputs._arena.cache_clear()  # workers start without them, so serial must too
     chk._drop_pool()
     chk.warm_pool(jobs, "c-wat")  # start every worker, wasmtime loaded, outside the timings (as serial has it)
 
