@@ -158,14 +158,8 @@ def _pool(jobs: int) -> cf.ProcessPoolExecutor:
     _drop_pool()
     ctx = multiprocessing.get_context("forkserver")
     ctx.set_forkserver_preload(["codehone.check", "codehone.judges"])
-    _POOL = (jobs, cf.ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_init_worker))
+    _POOL = (jobs, cf.ProcessPoolExecutor(max_workers=jobs, mp_context=ctx))
     return _POOL[1]
-
-
-def _init_worker() -> None:
-    """Pool workers compile wasm on one thread each: the pool is the parallelism, and N workers
-    each compiling on every core would only fight over the cores (as zig runs with -j1)."""
-    os.environ["CODEHONE_WASM_COMPILE_THREADS"] = "1"
 
 
 def warm_pool(jobs: int, target: str) -> None:

@@ -244,7 +244,8 @@ def check(
                                 "{\"candidate\": ..., \"unit_id\"/\"unit\": ...} object per line.",
                                 show_default=False),
     target: str = typer.Option(..., "--target", "-t", help="Which judge: c-wat, rust or zig."),
-    jobs: int = typer.Option(1, "-j", "--jobs", help="Candidates judged in parallel (0 = all cores)."),
+    jobs: int = typer.Option(0, "-j", "--jobs", help="Cores to judge on, one candidate (c-wat: one unit) per core "
+                             "at a time (0 = all cores; 1 = serial, in this process)."),
     out: Path = typer.Option(None, "-o", "--out", help="Write one verdict per candidate to this JSONL file."),
     units: Path = typer.Option(None, "--units", help="units.jsonl from `codehone mine`, to resolve `unit_id` "
                                "(c-wat); its sibling modules/ folder holds the reference modules."),

@@ -93,8 +93,11 @@ def _config() -> wasmtime.Config:
     cfg.epoch_interruption = True
     cfg.cranelift_nan_canonicalization = True
     cfg.wasm_relaxed_simd_deterministic = True
-    # check's pool workers: one compile thread each (the pool is the parallelism)
-    cfg.parallel_compilation = os.environ.get("CODEHONE_WASM_COMPILE_THREADS") != "1"
+    # One compile thread in every process: parallelism is check's pool, one worker per core, so that
+    # `-j N` means N cores. A judge compiling on all cores would take the second core even at -j 1
+    # (c-wat serial ran on 1.16 cores), and pool workers compiling on all cores would only fight over
+    # them. One thread also costs less CPU in all: rayon's threads spin while they wait for work.
+    cfg.parallel_compilation = False
     return cfg
 
 
