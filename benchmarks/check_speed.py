@@ -12,7 +12,7 @@ unit cold on each side of each round (no reference held in this process or
 in a freshly started pool), as in a fresh eval of k samples per unit.
 
 Figures:
-  serial      jobs=1, cache off: one core (every judge compiles on one thread; `-j N` is N cores)
+  serial      jobs=1, cache off (zig and wasmtime compile on one thread: `-j N` is N workers)
   -j N        jobs=N, cache off (the speedup is serial time / parallel time; the two are
               interleaved round by round, best of each kept, per-round spread printed)
   zig raw     the same zig compiles run bare (no sandbox, no judge), serial vs N at once, in
