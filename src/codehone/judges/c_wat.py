@@ -380,11 +380,7 @@ def reference(unit: dict, modules_dir: Path, memory_bytes: int = DEFAULT_MEMORY)
 def _probe_base(prep: wasm_run.Prepared, memory_bytes: int) -> tuple[int, bytes]:
     """Instantiate once and run `_initialize`: the arena goes at the end of memory it leaves.
     Returns (that end, the memory as `_initialize` left it)."""
-    store = wasmtime.Store(wasm_run.engine())
-    store.set_limits(memory_size=memory_bytes)
-    store.set_wasi(wasmtime.WasiConfig())
-    store.set_fuel(DEFAULT_FUEL)
-    store.set_epoch_deadline(int(10 / wasm_run.TICK_S))
+    store = wasm_run.new_store(wasm_run.Limits(DEFAULT_FUEL, 10.0, memory_bytes))
     inst = wasm_run.instantiate(prep, store)
     ex = inst.exports(store)
     init = wasm_run._get(ex, "_initialize")

@@ -453,15 +453,11 @@ def run(prep: Prepared, target: str, args: list, arena: bytes, arena_pages: int,
     (and the module's exported stack pointer global, found by that value).
     """
     t0 = time.monotonic()
-    store = wasmtime.Store(engine())
-    store.set_limits(memory_size=limits.memory_bytes)
     wasi = wasmtime.WasiConfig()
     out_path = _output_path()
     wasi.stdout_file = out_path + ".1"
     wasi.stderr_file = out_path + ".2"
-    store.set_wasi(wasi)
-    store.set_fuel(limits.fuel)
-    store.set_epoch_deadline(max(1, int(limits.deadline_s / TICK_S) + 1))
+    store = new_store(limits, wasi)
     _STATE.log, _STATE.calls, _STATE.stub_seed, _STATE.arena, _STATE.in_call = [], 0, stub_seed, 0, False
     _STATE.stack_top, _STATE.sp = stack_top, None
     mem = None
@@ -518,6 +514,16 @@ def run(prep: Prepared, target: str, args: list, arena: bytes, arena_pages: int,
     return Outcome("return", tuple(_norm(v) for v in values), memory=memory, memory_pages=pages, globals=globs,
                    log=_STATE.log, host_calls=_STATE.calls, fuel_used=used, seconds=time.monotonic() - t0,
                    output=bytes(output))
+
+
+def new_store(limits: Limits, wasi: wasmtime.WasiConfig | None = None) -> wasmtime.Store:
+    """A store on the judge's engine with `limits` applied: memory, fuel, and the epoch deadline."""
+    store = wasmtime.Store(engine())
+    store.set_limits(memory_size=limits.memory_bytes)
+    store.set_wasi(wasi or wasmtime.WasiConfig())
+    store.set_fuel(limits.fuel)
+    store.set_epoch_deadline(max(1, int(limits.deadline_s / TICK_S) + 1))
+    return store
 
 
 class PoolFull(RuntimeError):
