@@ -51,9 +51,9 @@ import time
 from collections import Counter, defaultdict
 from pathlib import Path
 
-from codehone.judges import c_wat
 from codehone.mine import MineConfig, default_corpus, parse_source_line, run_mine
 from codehone.records import read_jsonl
+from codehone.targets.c_wat import judge as c_wat
 
 CORPORA = {
     "cjson": "/work/corpora/cjson-1.7.15",

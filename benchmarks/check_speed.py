@@ -94,7 +94,8 @@ def cold_cwat(jobs: int) -> None:
     """Forget every unit's reference, in this process and in the pool (a fresh one, started and idle),
     so each side of a round starts from nothing, as a fresh `codehone check` or eval run does."""
     from codehone import check as chk
-    from codehone.judges import c_wat, c_wat_inputs
+    from codehone.targets.c_wat import inputs as c_wat_inputs
+    from codehone.targets.c_wat import judge as c_wat
 
     c_wat._REF_CACHE.clear()
     c_wat._WAT_CACHE.clear()
@@ -110,7 +111,7 @@ def _raw_zig(cands: list[str], jobs: int, work: Path) -> None:
     import queue
     from concurrent.futures import ThreadPoolExecutor
 
-    from codehone.judges import zig as zj
+    from codehone.targets.zig import judge as zj
     from codehone.toolchains import zig as tc
 
     free: queue.Queue = queue.Queue()
@@ -264,7 +265,7 @@ def main() -> None:
         elif target == "zig":
             rows.append(measure("zig", zig_candidates(args.n), {}, args.jobs, args.repeat, raw=True))
         elif target == "c-wat":
-            from codehone.judges import available
+            from codehone.targets import available
 
             why = available("c-wat")
             if why:
@@ -277,7 +278,7 @@ def main() -> None:
             print(f"c-wat: {args.n} units from {args.units}, {args.per_unit} candidates each, every unit cold "
                   f"on each side of each round")
             rows.append(measure("c-wat", items, opts, args.jobs, args.repeat, reset=lambda: cold_cwat(args.jobs)))
-            from codehone.judges import wasm_run
+            from codehone.targets.c_wat import wasm_run
 
             print(f"  c-wat: wasmtime's {wasm_run.ALLOCATOR} instance allocator", file=sys.stderr)
         print(f"  {target} done", file=sys.stderr)

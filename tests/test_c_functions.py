@@ -1,6 +1,6 @@
 """tree-sitter extraction of C functions: names, signatures, doc comments, #if branches."""
 
-from codehone.c_functions import extract, implementation_macros
+from codehone.targets.c_wat.functions import extract, implementation_macros
 
 SRC = """/*
  * Copyright (c) 2021 Example Corp.

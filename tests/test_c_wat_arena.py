@@ -8,7 +8,7 @@ import hashlib
 
 import pytest
 
-from codehone.judges.c_wat_inputs import _draws, arena_bytes
+from codehone.targets.c_wat.inputs import _draws, arena_bytes
 
 GOLDEN = [
     ((0, 0, 131072, 131072, ()), "5e766cb27b4479cc"),

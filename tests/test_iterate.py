@@ -17,8 +17,9 @@ from typer.testing import CliRunner
 from codehone import evaluate
 from codehone.cli import app
 from codehone.config import ConfigError
-from codehone.iterate import IterateError, normalise, run_iterate, select, with_reference_name
+from codehone.iterate import IterateError, normalise, run_iterate, select
 from codehone.iterate_config import IterateConfig, load_iterate_config
+from codehone.targets.c_wat import with_reference_name
 from codehone.train import run as train_run
 from codehone.train.run import run_train
 from loop_fixtures import Scripted, make_dataset, split_rows
@@ -55,13 +56,13 @@ def test_select_dedups_per_prompt_and_best_of_k_takes_the_shortest():
          {"example_id": "a", "ok": False, "code": "(func $f)"},
          {"example_id": "b", "ok": True, "code": "(func $f i32.const 1)"},            # same code, other prompt
          {"example_id": "c", "ok": False, "code": "x"}]
-    kept, counts = select(s, "all")
+    kept, counts = select(s, "all", "c-wat")
     assert [k["code"] for k in kept] == [s[0]["code"], s[2]["code"], s[4]["code"]]
     assert counts == {"prompts": 3, "samples": 6, "passing": 4, "prompts_with_pass": 2, "unique": 3, "kept": 3}
-    best, counts = select(s, "best_of_k")
+    best, counts = select(s, "best_of_k", "c-wat")
     assert [k["code"] for k in best] == [s[0]["code"], s[4]["code"]]
     assert counts["kept"] == 2
-    assert normalise("(func (; c ;) $f ;; x\n  nop)") == "(func $f nop)"
+    assert normalise("(func (; c ;) $f ;; x\n  nop)", "c-wat") == "(func $f nop)"
     # a passing answer that named another function is kept under the reference's name (calls to itself too)
     got = "(func $fp_environ (param i32)\n  call $fp_environ\n  call $fp_environ2)"
     assert with_reference_name(got, "(func $barrier (param i32)") == \

@@ -13,11 +13,12 @@ from pathlib import Path
 import pytest
 import wasmtime
 
-from codehone.judges import c_wat, wasm_run
-from codehone.judges.c_wat_inputs import param_kinds
 from codehone.mine import MineConfig, run_mine
 from codehone.records import read_jsonl
 from codehone.sources import resolve
+from codehone.targets.c_wat import judge as c_wat
+from codehone.targets.c_wat import wasm_run
+from codehone.targets.c_wat.inputs import param_kinds
 
 FIXTURE_C = r"""
 #include <stdlib.h>
@@ -220,7 +221,7 @@ def test_comparison_log_puts_one_operand_where_the_input_held_the_other(mined, m
     # `h->magic != h->sum * K + C` (sum != 0) holds for no random or dictionary word; the comparison log shows the
     # operands (magic, sum * K + C), and writing the second where the input held the first gets past it.
     # Then `len < sum` vs `len <= sum` differ only at len == sum: the same replacement finds it.
-    from codehone.judges import c_wat_explore as explore
+    from codehone.targets.c_wat import explore
 
     units, _ = mined
     bad = mutate(units["checked_len"]["artifact"], "i32.lt_u", "i32.le_u")
@@ -232,8 +233,8 @@ def test_comparison_log_puts_one_operand_where_the_input_held_the_other(mined, m
 
 
 def test_replacements_swap_operands_at_the_width_read():
-    from codehone.judges import c_wat_explore as explore
-    from codehone.judges.c_wat_inputs import Param, TestInput
+    from codehone.targets.c_wat import explore
+    from codehone.targets.c_wat.inputs import Param, TestInput
 
     arena = bytearray(64)
     arena[8:12] = (0xDEADBEEF).to_bytes(4, "little")
@@ -257,8 +258,7 @@ def test_replacements_swap_operands_at_the_width_read():
 
 
 def test_function_pointer_fields_get_functions_of_the_called_type(mined):
-    from codehone import wat
-    from codehone.judges import c_wat_inputs as inputs
+    from codehone.targets.c_wat import inputs, wat
 
     units, modules = mined
     u = units["run_calc"]
@@ -358,7 +358,7 @@ def test_unexecutable_reference_is_reported_not_passed(mined, tmp_path):
 
 def test_mine_records_parameter_types_from_dwarf_and_strips_it(mined):
     units, modules = mined
-    from codehone import wasm_dwarf
+    from codehone.targets.c_wat import dwarf as wasm_dwarf
 
     cp = units["chain_value"]["meta"]["c_params"]
     rec = cp["types"][cp["types"][cp["params"][0]]["to"]]
@@ -375,7 +375,7 @@ def test_mine_records_parameter_types_from_dwarf_and_strips_it(mined):
 
 
 def test_typed_inputs_build_linked_structs(mined):
-    from codehone.judges import c_wat_inputs as inputs
+    from codehone.targets.c_wat import inputs
 
     units, _ = mined
     u = units["chain_value"]
@@ -494,8 +494,7 @@ def test_parallel_check_groups_by_unit_and_keeps_order(mined):
 def test_string_compares_are_logged_and_the_other_string_written(mined):
     # op_code returns 6 only for "test", by way of strcmp (libc's, in the module): the hook on strcmp's
     # entry logs (op, "add"), ...; writing the other string where op points gives the inputs that pass.
-    from codehone.judges import c_wat_explore as explore
-    from codehone.judges import c_wat_inputs as inputs
+    from codehone.targets.c_wat import explore, inputs
 
     units, modules = mined
     u = units["op_code"]
@@ -523,7 +522,7 @@ def test_string_compares_are_logged_and_the_other_string_written(mined):
 
 
 def test_select_probes_tell_which_value_was_picked():
-    from codehone.judges import c_wat_explore as explore
+    from codehone.targets.c_wat import explore
 
     func = "(func $f (param i32) (result i32)\n    i32.const 6\n    i32.const 0\n    local.get 0\n    select)"
     ins = explore.instrument(func, 70000)
@@ -590,7 +589,7 @@ def test_stack_addresses_passed_to_imports_are_not_compared_by_value():
 def test_switch_index_is_logged_against_each_target_and_shifted_back_to_the_input():
     # `switch (s->status)` on sparse values compiles to br_table on `status - 57`: no input word holds
     # the index, so the log's pairs are shifted by the code's addend back to what the input holds.
-    from codehone.judges import c_wat_explore as explore
+    from codehone.targets.c_wat import explore
 
     func = """(func $f (param i32) (result i32)
     block
@@ -627,7 +626,7 @@ def test_switch_index_is_logged_against_each_target_and_shifted_back_to_the_inpu
 
 
 def test_indirect_call_index_is_logged_against_valid_indices():
-    from codehone.judges import c_wat_explore as explore
+    from codehone.targets.c_wat import explore
 
     func = """(func $g (param i32) (result i32)
     i32.const 5
@@ -642,7 +641,7 @@ def test_indirect_call_index_is_logged_against_valid_indices():
 def test_reference_outcomes_are_kept_packed_and_still_compare(mined):
     # Judge sum_array, then another unit (sum_array's outcomes are no longer the expanded ones), then
     # a mutant of sum_array: it is compared against outcomes rebuilt from their packed form.
-    from codehone.judges import memory_diff
+    from codehone.targets.c_wat import memory_diff
 
     units, modules = mined
     assert judge(mined, "sum_array").ok

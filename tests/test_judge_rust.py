@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from codehone import sandbox
-from codehone.judges import rust, rust_metrics
+from codehone.targets.rust import judge as rust
+from codehone.targets.rust import metrics as rust_metrics
 
 pytestmark = pytest.mark.skipif(shutil.which("rustc") is None, reason="rustc not installed")
 

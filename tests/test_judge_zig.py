@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from codehone import sandbox
-from codehone.judges import zig
+from codehone.targets.zig import judge as zig
 
 GOOD = """\
 const std = @import("std");
@@ -193,7 +193,7 @@ def test_memory_leak_in_test_fails():
 
 def test_worker_cache_is_put_back_exactly(tmp_path):
     # What a compile leaves in the writable cache copy must not reach the next candidate.
-    from codehone.judges.zig import _WorkerCache
+    from codehone.targets.zig.judge import _WorkerCache
 
     seed = tmp_path / "seed"
     (seed / "z").mkdir(parents=True)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import random
 
-from codehone.judges import memory_diff
-from codehone.judges.wasm_run import Outcome
+from codehone.targets.c_wat import memory_diff
+from codehone.targets.c_wat.wasm_run import Outcome
 
 
 def test_pack_unpack_round_trips_shorter_longer_and_changed_memories():

@@ -15,7 +15,7 @@ import pytest
 from codehone.mine import MineConfig, run_mine
 from codehone.records import read_jsonl
 from codehone.sources import Source, WalkOptions, WalkStats, resolve, walk
-from codehone.targets import c_wat
+from codehone.targets.c_wat import mine as c_wat
 
 
 def write(root: Path, files: dict[str, str | bytes]) -> Path:

@@ -96,7 +96,7 @@ def test_quickstart_end_to_end_tiny_budget(tmp_path):
     ds = json.loads((out / "dataset/stats.json").read_text())
     ev = json.loads((out / "eval/metrics.json").read_text())
     assert mine["units_written"] > 10
-    assert f"| units written (one function's WAT each) | {mine['units_written']} |" in md
+    assert f"| units written (one reference answer each) | {mine['units_written']} |" in md
     assert f"{ds['units_in']} / {ds['units_out']}" in md
     assert f"{100 * ev['assemble_rate']:.1f}%" in md and f"{100 * ev['pass@1']:.1f}%" in md
     assert md.count("The model's WAT:") == 3

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from codehone import scratch
+from codehone.targets.c_wat import scratch
 
 
 def test_override_and_fallback(tmp_path, monkeypatch):

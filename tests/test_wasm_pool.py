@@ -9,7 +9,7 @@ import sys
 import pytest
 import wasmtime
 
-from codehone.judges import wasm_run
+from codehone.targets.c_wat import wasm_run
 
 # `poke(addr)`: return the word at addr, then store 42 there. A fresh memory always answers 0.
 WAT = """
@@ -79,7 +79,7 @@ def test_under_an_address_space_rlimit_the_default_allocator_runs():
     # wasmtime aborts the process when it cannot reserve the pool, so the pool is not even tried
     code = (
         "import resource; resource.setrlimit(resource.RLIMIT_AS, (64 << 30, 64 << 30))\n"
-        "import wasmtime\nfrom codehone.judges import wasm_run as w\n"
+        "import wasmtime\nfrom codehone.targets.c_wat import wasm_run as w\n"
         "p = w.prepare(bytes(wasmtime.wat2wasm('(module (func (export \"f\") (result i32) i32.const 7))')), [])\n"
         "o = w.run(p, 'f', [], b'', 0, w.Limits(10**6, 5.0, 1 << 20), 0)\n"
         "print(w.ALLOCATOR, o.kind, o.values)\n"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import wasmtime
 
-from codehone import wat
-from codehone.wat_prune import prune
+from codehone.targets.c_wat import wat
+from codehone.targets.c_wat.wat_prune import prune
 
 MODULE = """(module
   (type (;0;) (func (param i32) (result i32)))

@@ -4,11 +4,11 @@ Other stages (eval, iterate, dataset verification, the MCP `check` tool) call
 `check(target, candidates, ...)`; the CLI verb is a thin shell around it.
 
 * Parallelism: a process pool of `jobs` workers, one candidate per task (for
-  c-wat, one unit's candidates per task: see `batches`). The judges spend
+  a target with `batch_by_unit`, one unit's candidates per task: see `batches`). The judges spend
   their time in sandboxed compilers, and a process pool keeps `preexec_fn`
   (used by the sandbox) away from threads.
 * Cache: key = sha256 over the candidate, the target, the toolchain version,
-  the judge options, the unit (for c-wat), the isolation level and
+  the judge options, the unit (when there is one), the isolation level and
   JUDGE_VERSION (bumped when a judge's logic changes). One JSON file per
   verdict under `<cache>/<key[:2]>/<key>.json`, written atomically, so the
   folder is safe to delete at any time and concurrent runs never see half a
@@ -17,11 +17,8 @@ Other stages (eval, iterate, dataset verification, the MCP `check` tool) call
 
 from __future__ import annotations
 
-import atexit
-import concurrent.futures as cf
 import hashlib
 import json
-import multiprocessing
 import os
 import time
 import traceback
@@ -30,10 +27,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .executors import LocalPool, drop_shared_pool, shared_pool
 from .records import Diagnostic, JsonlError, Verdict, read_jsonl, to_dict, write_text_atomic
+from .targets import NAMES, REGISTRY, TargetError, get
 
 JUDGE_VERSION = "3"
-TARGETS = ("c-wat", "rust", "zig")
+TARGETS = NAMES
 
 
 class CheckError(ValueError):
@@ -56,24 +55,7 @@ def default_cache_dir() -> Path:
 
 def toolchain_version(target: str) -> str:
     """The versions of everything that can change a verdict for `target`."""
-    if target == "rust":
-        from .toolchains import rust
-
-        return rust.version()
-    from .toolchains import zig
-
-    if target == "zig":
-        return f"zig {zig.version()}"
-    from importlib.metadata import PackageNotFoundError
-    from importlib.metadata import version as pkg_version
-
-    from .toolchains import wabt
-
-    try:
-        wt = pkg_version("wasmtime")
-    except PackageNotFoundError:  # pragma: no cover
-        wt = "?"
-    return f"zig {zig.version()} + {wabt.version()} + wasmtime {wt}"
+    return get(target).toolchain_version()
 
 
 def cache_key(
@@ -119,13 +101,12 @@ def _cache_put(cache: Path | None, key: str, v: Verdict) -> None:
 
 def _judge_one(target: str, candidate: str, unit: dict | None, options: dict) -> Verdict:
     """Run one judge; a crash of the judge itself becomes an `internal` verdict, never an exception."""
-    from .judges import JUDGES
-
     t0 = time.monotonic()
-    fn = JUDGES.get(target)
     try:
-        if fn is None:
-            raise CheckError(f"no judge for target {target!r}")
+        try:
+            fn = get(target).judge
+        except TargetError as e:
+            raise CheckError(str(e)) from None
         v = fn(candidate, unit=unit, **options)
     except Exception as e:  # noqa: BLE001 - reported in the verdict, with the traceback's last line
         last = traceback.format_exc().strip().splitlines()[-1]
@@ -142,70 +123,46 @@ def _judge_one(target: str, candidate: str, unit: dict | None, options: dict) ->
     return v
 
 
-_POOL: tuple[int, cf.ProcessPoolExecutor] | None = None
-
-
-def _pool(jobs: int) -> cf.ProcessPoolExecutor:
-    """A worker pool kept across calls, so eval's many small batches pay the start-up once.
-
-    forkserver, not fork: the caller may hold threads (a progress bar, wasmtime's
-    epoch ticker, torch in eval), and a forked copy of a held lock deadlocks the
-    worker. The server preloads the rust/zig judges, so workers start warm.
-    """
-    global _POOL
-    if _POOL is not None and _POOL[0] == jobs:
-        return _POOL[1]
-    _drop_pool()
-    ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["codehone.check", "codehone.judges"])
-    _POOL = (jobs, cf.ProcessPoolExecutor(max_workers=jobs, mp_context=ctx))
-    return _POOL[1]
+def _pool(jobs: int) -> LocalPool:
+    """The shared worker pool (kept across calls, so eval's many small batches pay the start-up once);
+    its fork server preloads the target packages, so workers start warm."""
+    return shared_pool(jobs, preload=["codehone.check", *REGISTRY.values()])
 
 
 def warm_pool(jobs: int, target: str) -> None:
-    """Start the pool's workers now and load `target`'s judge in each (for c-wat: wasmtime and its
-    engine, ~0.3 s a worker), so the first batch does not pay it. Benchmarks time from here."""
-    pool = _pool(jobs)
-    list(pool.map(_warm_worker, [target] * jobs))
+    """Start the pool's workers now and load `target`'s judge in each (its `warm_worker`), so the
+    first batch does not pay it. Benchmarks time from here."""
+    _pool(jobs).on_every_worker(_warm_worker, target)
 
 
 def _warm_worker(target: str) -> None:
-    if target == "c-wat":
-        from .judges import c_wat, wasm_run  # noqa: F401 - the import is the point
-
-        wasm_run.engine()
+    get(target).warm_worker()
     time.sleep(0.2)  # hold this worker so the next task starts another
 
 
-def _drop_pool() -> None:
-    global _POOL
-    if _POOL is not None:
-        _POOL[1].shutdown(wait=False, cancel_futures=True)
-        _POOL = None
-
-
-atexit.register(_drop_pool)
-
-
-def _worker(target: str, batch: list[tuple[str, dict | None]], options: dict) -> list[dict]:
+def _worker(task: tuple[str, list[tuple[str, dict | None]], dict]) -> list[dict]:
+    target, batch, options = task
     return [to_dict(_judge_one(target, cand, unit, options)) for cand, unit in batch]
 
 
 def _unit_key(unit: dict | None) -> str:
+    """Which unit a candidate is for: its id, else its module and name (a unit given inline)."""
     if not unit:
         return ""
+    if unit.get("id"):
+        return str(unit["id"])
     meta = unit.get("meta") or {}
-    return f"{meta.get('module')}\0{meta.get('wat_name') or unit.get('name')}"
+    return f"{meta.get('module')}\0{unit.get('name')}"
 
 
 def batches(todo: list[int], items: list[Item], jobs: int, by_unit: bool) -> list[list[int]]:
-    """How the pool's tasks split the work: one candidate per task, or (`by_unit`, for c-wat) all the
+    """How the pool's tasks split the work: one candidate per task, or (`by_unit`) all the
     candidates of one unit in one task, largest first (most candidates, then the longest function:
     the pool hands them out in order, and the big ones last would leave a worker idle at the end).
     A serial run judges in that order too, so its per-process reference cache never thrashes on
     shuffled input.
 
-    Why by unit: a c-wat worker builds the unit's reference and explores it (a second or more) before
+    Why by unit: a worker may build the unit's reference and explore it (a second or more for differential execution) before
     its first verdict, then judges each further candidate in a fraction of that. Spread over the
     workers one by one, every worker would redo that for every unit. A unit's batch is halved while
     there are fewer batches than workers, so one unit with many candidates still uses every core.
@@ -242,26 +199,27 @@ def check(
     `candidates` are strings, `Item`s, or sample dicts (`candidate`, optional
     `unit` or `unit_id` resolved through `units`). `cache_dir=None` uses the
     default cache, `False` turns caching off. `options` go to the judge (e.g.
-    `run_tests`, `timeout_s`, `modules_dir` for c-wat) and are part of the key.
+    `run_tests`, `timeout_s`, `modules_dir`) and are part of the key.
     """
-    from .judges import available
     from .sandbox import best_isolation
+    from .targets import available
 
     why = available(target)
     if why:
         raise CheckError(why)
+    tgt = get(target)
     options = dict(options or {})
-    if target == "c-wat" and not options.get("modules_dir"):
+    if tgt.needs_modules and not options.get("modules_dir"):
         raise CheckError(
-            "c-wat needs the reference modules: pass --units OUT/units.jsonl (its modules/ folder "
+            f"{target} needs the reference modules: pass --units OUT/units.jsonl (its modules/ folder "
             "is used) or --modules DIR"
         )
     items = [_as_item(c, units, i) for i, c in enumerate(candidates)]
-    if target == "c-wat":
+    if tgt.needs_unit:
         for i, it in enumerate(items):
             if it.unit is None:
                 raise CheckError(
-                    f"candidate {i}: a c-wat candidate needs its unit (`unit`, or `unit_id` and --units)"
+                    f"candidate {i}: a {target} candidate needs its unit (`unit`, or `unit_id` and --units)"
                 )
     cache = (
         None
@@ -297,26 +255,24 @@ def check(
             progress(done, len(items), v)
 
     if jobs <= 1 or len(todo) <= 1:
-        for b in batches(todo, items, 1, by_unit=target == "c-wat"):  # a unit's candidates in a row: see batches
+        for b in batches(todo, items, 1, by_unit=tgt.batch_by_unit):  # a unit's candidates in a row: see batches
             for i in b:
                 finish(i, _judge_one(target, items[i].candidate, items[i].unit, options))
     else:
-        pool = _pool(jobs)
-        futs = {
-            pool.submit(_worker, target, [(items[i].candidate, items[i].unit) for i in b], options): b
-            for b in batches(todo, items, jobs, by_unit=target == "c-wat")
-        }
-        for f in cf.as_completed(futs):
-            batch = futs[f]
-            try:
-                got = [Verdict.from_dict(d) for d in f.result()]
-            except Exception as e:  # noqa: BLE001 - a dead worker: an internal verdict for each of its batch
-                _drop_pool()
+        plan = batches(todo, items, jobs, by_unit=tgt.batch_by_unit)
+        tasks = [(target, [(items[i].candidate, items[i].unit) for i in b], options) for b in plan]
+        # Every batch is submitted at once: the pool hands them out in the planned order (largest first).
+        for n, res, err in _pool(jobs).imap_unordered(_worker, tasks, window=len(tasks)):
+            batch = plan[n]
+            if err is None:
+                got = [Verdict.from_dict(d) for d in res]
+            else:  # a dead worker: an internal verdict for each of its batch
+                drop_shared_pool()
                 got = [
                     Verdict(
                         ok=False,
                         stage="internal",
-                        diagnostics=[Diagnostic(f"worker failed: {type(e).__name__}: {e}", code="internal")],
+                        diagnostics=[Diagnostic(f"worker failed: {type(err).__name__}: {err}", code="internal")],
                     )
                     for _ in batch
                 ]

@@ -19,6 +19,12 @@ from rich.progress import (
 from rich.table import Table
 
 from . import __version__
+from .targets import DEFAULT as DEFAULT_TARGET
+from .targets import NAMES as TARGET_NAMES
+from .targets import with_miner
+
+MINE_TARGETS = ", ".join(with_miner())
+ALL_TARGETS = ", ".join(TARGET_NAMES)
 
 app = typer.Typer(
     help="codehone: turn code repositories into small, fast specialist code models, "
@@ -54,11 +60,11 @@ def mine(
     sources: list[str] = typer.Argument(
         None,
         help="Local folders or git URLs. Each may be followed, in a list file, by -I DIR / -D MACRO. "
-        "With none given, the bundled default corpus (zig's wasi-libc sources) is mined.",
+        "With none given, the target's bundled default corpus is mined.",
         show_default=False,
     ),
     out: Path = typer.Option(Path("out/mine"), "-o", "--out", help="Output folder: units.jsonl, stats.json, modules/."),
-    target: str = typer.Option("c-wat", "--target", "-t", help="What to mine for. Available: c-wat."),
+    target: str = typer.Option(DEFAULT_TARGET, "--target", "-t", help=f"What to mine for. Available: {MINE_TARGETS}."),
     list_file: list[Path] = typer.Option(None, "-l", "--list", help="File listing sources, one per line; # comments."),
     include: list[str] = typer.Option(None, "-I", "--include", help="Extra include folder for every source."),
     define: list[str] = typer.Option(None, "-D", "--define", help="Extra preprocessor define for every source."),
@@ -76,17 +82,18 @@ def mine(
 ) -> None:
     """Extract every function, compile each file once in its real context, and write one unit per function.
 
-    Output: OUT/units.jsonl (one unit per function: source, doc, signature, its WAT alone, provenance),
-    OUT/stats.json (files seen/skipped, functions found/compiled, units, failure reasons, seconds) and
-    OUT/modules/ (the reference wasm module of each file, by sha256, for the judge).
+    Output: OUT/units.jsonl (one unit per function: source, doc, signature, the reference answer,
+    provenance), OUT/stats.json (files seen/skipped, functions found/compiled, units, failure reasons,
+    seconds) and OUT/modules/ (side files the target's judge needs, such as each file's reference build).
     Kill it at any moment and run it again: it resumes, and every unit is written exactly once.
     """
-    from .mine import TARGETS, MineConfig, ToolchainError, collect_sources, default_corpus, run_mine
+    from .mine import MineConfig, ToolchainError, collect_sources, default_corpus, run_mine, targets
     from .sources import SourceError, WalkOptions
-    from .targets.c_wat import MineOptions
+    from .targets import get
 
-    if target not in TARGETS:
-        fail(f"unknown target {target!r}; available: {', '.join(TARGETS)}")
+    if target not in targets():
+        fail(f"unknown target {target!r}; available: {', '.join(targets())}")
+    miner = get(target).miner
     if opt not in ("-O0", "-O1", "-O2", "-O3", "-Os", "-Oz"):
         fail(f"--opt must be one of -O0 -O1 -O2 -O3 -Os -Oz, not {opt!r}")
     try:
@@ -94,8 +101,9 @@ def mine(
     except SourceError as e:
         fail(str(e))
     if not srcs:
-        srcs = default_corpus()
-        console.print(f"no sources given: mining the bundled default corpus (zig's wasi-libc, {srcs[0].root.parent})")
+        srcs = default_corpus(target)
+        console.print(f"no sources given: mining the bundled default corpus ({miner.corpus_description}, "
+                      f"{srcs[0].root.parent})")
     cfg = MineConfig(
         target=target,
         jobs=jobs,
@@ -106,8 +114,8 @@ def mine(
             include_examples=include_examples,
             include_vendor=include_vendor,
         ),
-        opts=MineOptions(opt_level=opt, timeout_s=timeout, extra_include_dirs=list(include or []),
-                         defines=list(define or [])),
+        opts=miner.options(opt_level=opt, timeout_s=timeout, include_dirs=list(include or []),
+                           defines=list(define or [])),
         limit_files=limit,
     )
     progress = Progress(
@@ -243,21 +251,23 @@ def check(
     path: Path = typer.Argument(..., help="One candidate source file, or a SAMPLES.jsonl with one "
                                 "{\"candidate\": ..., \"unit_id\"/\"unit\": ...} object per line.",
                                 show_default=False),
-    target: str = typer.Option(..., "--target", "-t", help="Which judge: c-wat, rust or zig."),
-    jobs: int = typer.Option(0, "-j", "--jobs", help="Cores to judge on, one candidate (c-wat: one unit) per core "
-                             "at a time (0 = all cores; 1 = serial, in this process)."),
+    target: str = typer.Option(..., "--target", "-t", help=f"Which judge: {ALL_TARGETS}."),
+    jobs: int = typer.Option(0, "-j", "--jobs", help="Cores to judge on, one candidate (or one unit's candidates, "
+                             "for a judge that explores the unit first) per core at a time (0 = all cores; "
+                             "1 = serial, in this process)."),
     out: Path = typer.Option(None, "-o", "--out", help="Write one verdict per candidate to this JSONL file."),
-    units: Path = typer.Option(None, "--units", help="units.jsonl from `codehone mine`, to resolve `unit_id` "
-                               "(c-wat); its sibling modules/ folder holds the reference modules."),
-    modules: Path = typer.Option(None, "--modules", help="Reference modules folder for c-wat "
+    units: Path = typer.Option(None, "--units", help="units.jsonl from `codehone mine`, to resolve `unit_id`; "
+                               "its sibling modules/ folder holds the reference modules a judge may need."),
+    modules: Path = typer.Option(None, "--modules", help="Reference modules folder, for a judge that needs one "
                                  "(default: next to --units)."),
     cache: Path = typer.Option(None, "--cache", help="Verdict cache folder (default ~/.cache/codehone/verdicts; "
                                "safe to delete)."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Judge everything afresh and store nothing."),
-    no_tests: bool = typer.Option(False, "--no-tests", help="rust/zig: compile and lint only, skip test blocks."),
+    no_tests: bool = typer.Option(False, "--no-tests", help="Compile and lint only, skip the file's tests "
+                                  "(for judges that run them)."),
     timeout: float = typer.Option(None, "--timeout", help="Seconds allowed per compile step."),
 ) -> None:
-    """Judge candidates in a sandbox: compile, lint, run tests (rust, zig) or execute differentially (c-wat).
+    """Judge candidates in a sandbox: compile, lint, run tests, or execute against the reference.
 
     Each verdict says ok, the stage reached (parse/compile/lint/test/...), structured diagnostics (code,
     message, line), counts (clippy warnings per lint, tests passed/failed), scores (idiomatic, doc rate),
@@ -267,23 +277,26 @@ def check(
     import os
     import time
 
-    from .check import TARGETS, CheckError, load_candidates, load_units, summarize
+    from .check import CheckError, load_candidates, load_units, summarize
     from .check import check as run_check
     from .records import write_jsonl_atomic
+    from .targets import TargetError, get
 
-    if target not in TARGETS:
-        fail(f"unknown target {target!r}; available: {', '.join(TARGETS)}")
+    try:
+        tgt = get(target)
+    except TargetError as e:
+        fail(str(e))
     if jobs < 0:
         fail("--jobs must be 0 (all cores) or more")
     jobs = jobs or os.cpu_count() or 1
     options: dict = {}
-    if no_tests and target != "c-wat":
+    if no_tests and tgt.runs_tests:
         options["run_tests"] = False
     if timeout is not None:
         options["timeout_s"] = timeout
     try:
         unit_map = load_units(units) if units else None
-        if target == "c-wat":
+        if tgt.needs_modules:
             mdir = modules or (units.parent / "modules" if units else None)
             if mdir is not None:
                 if not mdir.is_dir():
@@ -425,7 +438,8 @@ def quickstart(
     seed: int = typer.Option(0, "--seed", help="Seed for training, sampling and the judge's inputs."),
     fresh: bool = typer.Option(False, "--fresh", help="Rerun every stage even when its output is there."),
 ) -> None:
-    """The whole c-wat loop on the bundled corpus, on a CPU: mine → build → train → eval → one iterate round.
+    """The whole loop of the default target on its bundled corpus, on a CPU: mine → build → train → eval → one
+    iterate round.
 
     Each stage runs as the `codehone` command you could type yourself (they are listed in the report),
     and leaves its output in OUT for reuse with the individual verbs. Ends with OUT/report.md and
@@ -677,9 +691,10 @@ def mcp(
     model: Path = typer.Argument(..., help="An HF folder, a PEFT adapter, a `codehone train` output folder, "
                                  "or an ONNX/GGUF export (with --backend).", show_default=False),
     transport: str = typer.Option("stdio", "--transport", help="stdio, or http (streamable HTTP at /mcp)."),
-    target: str = typer.Option("c-wat", "--target", "-t", help="Default target of the tools: c-wat, zig or rust."),
-    units: Path = typer.Option(None, "--units", help="units.jsonl or a `codehone mine` folder: the c-wat judge's "
-                               "units (its modules/ folder beside it) and, without --docs, the docs index source."),
+    target: str = typer.Option(DEFAULT_TARGET, "--target", "-t", help=f"Default target of the tools: {ALL_TARGETS}."),
+    units: Path = typer.Option(None, "--units", help="units.jsonl or a `codehone mine` folder: the units a judge "
+                               "compares against (its modules/ folder beside it) and, without --docs, the docs "
+                               "index source."),
     docs: Path = typer.Option(None, "--docs", help="Docs index for get_docs: a units.jsonl / mine folder "
                               "(indexed once, cached under ~/.cache/codehone/docs) or an index folder."),
     backend: str = typer.Option("hf", "--backend", "-b", help="hf, onnx or gguf."),
@@ -724,8 +739,9 @@ def chat(
     model: Path = typer.Argument(..., help="An HF folder, a PEFT adapter, a `codehone train` output folder, "
                                  "or an ONNX/GGUF export (with --backend).", show_default=False),
     prompt: str = typer.Option(None, "--prompt", help="One shot: print the reply to this message and exit."),
-    target: str = typer.Option("c-wat", "--target", "-t", help="The target /check judges: c-wat, zig or rust."),
-    units: Path = typer.Option(None, "--units", help="c-wat: units.jsonl or a mine folder, for /check."),
+    target: str = typer.Option(DEFAULT_TARGET, "--target", "-t", help=f"The target /check judges: {ALL_TARGETS}."),
+    units: Path = typer.Option(None, "--units", help="units.jsonl or a mine folder, for /check on a target whose "
+                               "judge needs the unit."),
     system: str = typer.Option(None, "--system", help="System message (default: the target's; '' for none)."),
     backend: str = typer.Option("hf", "--backend", "-b", help="hf, onnx or gguf."),
     max_tokens: int = typer.Option(256, "--max-tokens", help="Most tokens per reply."),
@@ -829,8 +845,8 @@ def eval_(
     max_new_tokens: int = typer.Option(512, "--max-new-tokens", help="Tokens generated at most per sample."),
     batch_size: int = typer.Option(8, "--batch-size", help="Sequences generated together."),
     jobs: int = typer.Option(0, "-j", "--jobs", help="Samples judged in parallel (0 = all cores)."),
-    modules: Path = typer.Option(None, "--modules", help="c-wat reference modules folder (default: the mine "
-                                 "folder's modules/, found through the dataset's stats.json)."),
+    modules: Path = typer.Option(None, "--modules", help="Reference modules folder, for a judge that needs one "
+                                 "(default: the mine folder's modules/, found through the dataset's stats.json)."),
     out: Path = typer.Option(None, "-o", "--out", help="Output folder (default MODEL/eval/SPLIT-seedS-nN)."),
     no_history: bool = typer.Option(False, "--no-history", help="Do not append to MODEL/history.jsonl."),
 ) -> None:
@@ -892,6 +908,15 @@ def eval_(
         "assemble_rate", "compile_rate", "prompts", "samples", "out")}, sort_keys=True))
 
 
+def _compile_label(target: str) -> str:
+    from .targets import TargetError, get
+
+    try:
+        return get(target).compile_label
+    except TargetError:
+        return "compile rate"
+
+
 def _print_eval_table(m: dict) -> None:
     pct = lambda x: "-" if x is None else f"{x * 100:.1f}%"  # noqa: E731
     t = Table(title=f"codehone eval → {m['out']}", show_header=False)
@@ -899,7 +924,7 @@ def _print_eval_table(m: dict) -> None:
     t.add_row("split", f"{m['split']} ({m['target']}): {m['prompts']} prompts × n={m['n']} = {m['samples']} samples")
     t.add_row("sampling", f"seed {m['seed']}, temperature {m['temperature']}, top_p {m['top_p']}, "
               f"max {m['max_new_tokens']} new tokens")
-    t.add_row("assemble rate" if m["target"] == "c-wat" else "compile rate", pct(m["compile_rate"]))
+    t.add_row(_compile_label(m["target"]), pct(m["compile_rate"]))
     for key in sorted((x for x in m if x.startswith("pass@")), key=lambda s: int(s[5:])):
         t.add_row(key, f"[bold green]{pct(m[key])}[/]")
     for mode, b in (m.get("by_mode") or {}).items():

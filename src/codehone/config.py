@@ -19,7 +19,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .templates import FORMATS, TEMPLATES
+from .targets import DEFAULT as DEFAULT_TARGET
+from .templates import FORMATS, TemplateError, templates_for
 
 
 class ConfigError(ValueError):
@@ -151,7 +152,7 @@ class OutputConfig(_Strict):
 class BuildConfig(_Strict):
     """The `build:` section of a recipe."""
 
-    target: str = "c-wat"
+    target: str = DEFAULT_TARGET
     dedup: DedupConfig = DedupConfig()
     filters: FilterConfig = FilterConfig()
     decontam: DecontamConfig = DecontamConfig()
@@ -161,13 +162,15 @@ class BuildConfig(_Strict):
     @field_validator("target")
     @classmethod
     def _target(cls, v: str) -> str:
-        if v not in TEMPLATES:
-            raise ValueError(f"unknown target {v!r}; available: {', '.join(sorted(TEMPLATES))}")
+        try:
+            templates_for(v)
+        except TemplateError as e:
+            raise ValueError(str(e)) from None
         return v
 
     @model_validator(mode="after")
     def _modes(self) -> BuildConfig:
-        modes = TEMPLATES[self.target].modes
+        modes = templates_for(self.target).modes
         for m in self.output.modes or []:
             if m not in modes:
                 raise ValueError(f"unknown mode {m!r} for {self.target}; available: {', '.join(modes)}")

@@ -1,6 +1,6 @@
 """Exact and near-duplicate removal: one unit kept per cluster, by a documented rule.
 
-Why both: the C→WAT system deduplicated by an MD5 of the text, so a function
+Why both: an earlier C-to-assembly system deduplicated by an MD5 of the text, so a function
 copied between repositories with its identifiers renamed stayed twice, and
 often landed once in train and once in test. Here:
 

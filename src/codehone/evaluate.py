@@ -29,6 +29,7 @@ from typing import Any
 
 from .passk import pass_at_k, summarize_samples
 from .records import JsonlAppender, JsonlError, read_jsonl, to_dict, write_jsonl_atomic, write_text_atomic
+from .targets import TargetError, get
 
 __all__ = ["EvalError", "EvalSet", "load_eval_set", "generate_samples", "judge_samples", "run_eval", "pass_at_k"]
 
@@ -64,7 +65,7 @@ def _read(path: Path) -> list[dict]:
 
 
 def find_modules(dataset: Path, stats: dict) -> Path | None:
-    """The reference modules folder of a c-wat dataset: modules/ beside the units it was built from.
+    """The reference modules folder of a dataset: modules/ beside the units it was built from.
 
     `codehone build` records its inputs (mine folders or units.jsonl files) in stats.json.
     """
@@ -110,11 +111,16 @@ def load_eval_set(dataset: str | Path, split: str = "test", limit: int | None = 
     if target is None:
         raise EvalError(f"{d}: cannot tell the target (no stats.json `target` and no units.jsonl)")
     mdir: Path | None = None
-    if target == "c-wat":
+    try:
+        tgt = get(target)
+    except TargetError as e:
+        raise EvalError(f"{d}: {e}") from None
+    if tgt.needs_unit:
         missing = [r.get("unit_id") for r in rows if r.get("unit_id") not in units]
         if missing:
             raise EvalError(f"{d}: {len(missing)} {split} rows name a unit that is not in units.jsonl "
                             f"(first: {missing[0]!r})")
+    if tgt.needs_modules:
         mdir = Path(modules) if modules else find_modules(d, stats)
         if mdir is None:
             raise EvalError(f"{d}: cannot find the reference modules (a `codehone mine` folder's modules/, found "
@@ -229,7 +235,7 @@ def judge_samples(target: str, samples: list[dict], *, units: dict[str, dict] | 
         key = (s["code"], s.get("unit_id"))
         if key not in keys:
             unit = (units or {}).get(s.get("unit_id")) if s.get("unit_id") is not None else None
-            if unit is None and target == "c-wat":
+            if unit is None and get(target).needs_unit:
                 raise EvalError(f"sample {s.get('example_id')}: unit {s.get('unit_id')!r} is not in the units")
             keys[key] = len(items)
             items.append(Item(candidate=s["code"], unit=unit))
@@ -339,6 +345,13 @@ def append_history(model_dir: Path, metrics: dict, log: Callable[[str], None] = 
         log(f"note: history.png not drawn ({e})")
 
 
+def _compile_metric(target: str | None) -> str:
+    try:
+        return get(target).compile_metric if target else "compile_rate"
+    except TargetError:
+        return "compile_rate"
+
+
 def plot_history(history: Path, png: Path) -> None:
     """pass@1, pass@k, the assemble/compile rate and the EOS rate of every run, in run order."""
     import matplotlib
@@ -350,8 +363,8 @@ def plot_history(history: Path, png: Path) -> None:
     keys = [key for key in ("pass@1",) if any(key in r for r in rows)]
     keys += sorted({key for r in rows for key in r if key.startswith("pass@") and key != "pass@1"},
                    key=lambda s: int(s[5:]) if s[5:].isdigit() else 0)
-    keys += [key for key in ("assemble_rate" if any(r.get("target") == "c-wat" for r in rows) else "compile_rate",
-                             "stopped_at_eos_rate")]
+    named = {_compile_metric(r.get("target")) for r in rows} - {"compile_rate"}
+    keys += [key for key in (next(iter(named)) if len(named) == 1 else "compile_rate", "stopped_at_eos_rate")]
     fig, ax = plt.subplots(figsize=(7, 4))
     x = list(range(1, len(rows) + 1))
     for key in keys:

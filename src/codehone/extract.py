@@ -29,7 +29,7 @@ def extract_code(text: str) -> str:
 
 
 def fence_language(text: str) -> str | None:
-    """The info string's first word of the first fence (e.g. "wat"), or None without a fence."""
+    """The info string's first word of the first fence (e.g. "rust"), or None without a fence."""
     m = _OPEN.search(text)
     if m is None:
         return None

@@ -1,6 +1,6 @@
 """Quality filters and token-length limits; every drop is counted under its reason.
 
-Why: the C→WAT system cut half its targets at 512 tokens, so the model learned
+Why: an earlier C-to-assembly system cut half its targets at 512 tokens, so the model learned
 to stop mid-function. Here nothing is truncated: an example that does not fit
 is dropped and counted. Lengths are measured with the tokenizer the model will
 use (`tokenizer.json` of a model folder, through the `tokenizers` library), or,
@@ -9,11 +9,11 @@ when none is given, with `estimate_tokens`, a documented stand-in.
 Unit reasons (a unit is dropped before deduplication, so a bad unit never
 wins a cluster over a good one):
   other_target     the unit belongs to another target than the build's
-  no_artifact      the artifact (e.g. the WAT) is empty
+  no_artifact      the artifact (the reference answer) is empty
   license          its license is not on the allow-list
   generated        it comes from a generated file (path or marker comment)
   macro_only       its body is only macro invocations: the C does not show
-                   what the WAT does, so the pair teaches guessing
+                   what the compiled artifact does, so the pair teaches guessing
 Example reasons (per prompt mode, after the split):
   prompt_too_long, completion_too_long, total_too_long, completion_too_short
 """
@@ -34,7 +34,7 @@ EXAMPLE_REASONS = ("prompt_too_long", "completion_too_long", "total_too_long", "
 
 # ---------------------------------------------------------------- token counting
 
-# ASCII classes (faster; code and WAT are ASCII): any other character counts as one token.
+# ASCII classes (faster; source and compiler output are ASCII): any other character counts as one token.
 _WORD_CHUNK = re.compile(r"\w{1,4}", re.A)  # greedy: a word of n characters gives ceil(n / 4) chunks
 _PUNCT_OR_NL = re.compile(r"[^\w\s]|\n", re.A)
 
@@ -45,9 +45,9 @@ def estimate_tokens(text: str) -> int:
     Each punctuation character and each newline counts as one token, and each
     word as one token per 4 characters (rounded up). Byte-level BPE tokenizers
     of code models merge some punctuation ("();") and leading spaces, so real
-    counts are usually a little lower than this. Measured on 1,273 mined c-wat
-    units, a 16k byte-level BPE trained on them gives 0.84x this estimate for
-    the C and 0.93x for the WAT (medians; p90 1.0x).
+    counts are usually a little lower than this. Measured on 1,273 mined C units
+    (the bundled corpus), a 16k byte-level BPE trained on them gives 0.84x this
+    estimate for the C and 0.93x for the artifacts (medians; p90 1.0x).
     """
     return len(_WORD_CHUNK.findall(text)) + len(_PUNCT_OR_NL.findall(text))
 

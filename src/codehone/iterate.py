@@ -39,18 +39,33 @@ from .config import ConfigError, TrainConfig
 from .dedup import normalize_code
 from .iterate_config import IterateConfig, round_train_cfg
 from .records import read_jsonl, write_jsonl_atomic, write_text_atomic
-
-_WAT_BLOCK_COMMENT = re.compile(r"\(;.*?;\)", re.S)
-_WAT_LINE_COMMENT = re.compile(r";;[^\n]*")
+from .targets import DEFAULT, get
 
 
 class IterateError(ValueError):
     """An iterate run that cannot start or go on, as one line."""
 
 
-def normalise(code: str) -> str:
-    """Code without comments (WAT `;;`/`(; ;)`, C-family `//`/`/* */`) and with whitespace collapsed."""
-    return normalize_code(_WAT_LINE_COMMENT.sub(" ", _WAT_BLOCK_COMMENT.sub(" ", code)))
+def normalise(code: str, target: str | None = None) -> str:
+    """Code without comments (the target's own, then C-family `//`/`/* */`) and with whitespace collapsed."""
+    return normalize_code(get(target).strip_comments(code) if target else code)
+
+
+def dataset_target(dataset: Path) -> str:
+    """The target a `codehone build` folder was built for (its stats.json, else its first unit)."""
+    stats = dataset / "stats.json"
+    if stats.is_file():
+        try:
+            t = json.loads(stats.read_text()).get("target")
+        except ValueError:
+            t = None
+        if t:
+            return t
+    if (dataset / "units.jsonl").is_file():
+        for u in read_jsonl(dataset / "units.jsonl", errors=[]):
+            if u.get("target"):
+                return u["target"]
+    return DEFAULT
 
 
 def has_model(path: str | Path) -> bool:
@@ -60,7 +75,7 @@ def has_model(path: str | Path) -> bool:
                for name in ("config.json", "adapter_config.json"))
 
 
-def select(samples: list[dict], keep: str) -> tuple[list[dict], dict[str, int]]:
+def select(samples: list[dict], keep: str, target: str | None = None) -> tuple[list[dict], dict[str, int]]:
     """The passing samples to train on, and the counts of the selection.
 
     keep=all: every passing sample, one per distinct normalised code per prompt.
@@ -74,7 +89,7 @@ def select(samples: list[dict], keep: str) -> tuple[list[dict], dict[str, int]]:
             continue
         passing += 1
         key = s["example_id"]
-        by_prompt.setdefault(key, {}).setdefault(normalise(s.get("code") or ""), s)
+        by_prompt.setdefault(key, {}).setdefault(normalise(s.get("code") or "", target), s)
     kept: list[dict] = []
     for codes in by_prompt.values():
         if keep == "best_of_k":
@@ -90,22 +105,6 @@ def select(samples: list[dict], keep: str) -> tuple[list[dict], dict[str, int]]:
         "kept": len(kept),
     }
     return kept, counts
-
-
-_WAT_FUNC = re.compile(r"^\s*\(func\s+\$([^\s()]+)")
-
-
-def with_reference_name(code: str, reference: str) -> str:
-    """WAT code with its function (and calls to itself) named as in the reference answer.
-
-    Why: the c-wat judge splices a candidate into the module by position, so a passing answer may
-    carry another function's name (`$fp_environ` for `fp_barrierf`); kept as it is, it would teach
-    the model wrong names. Code that is not a named WAT function is returned unchanged.
-    """
-    ref, got = _WAT_FUNC.match(reference or ""), _WAT_FUNC.match(code or "")
-    if not ref or not got or got.group(1) == ref.group(1):
-        return code
-    return re.sub(rf"\${re.escape(got.group(1))}(?=[\s()]|$)", lambda _m: "$" + ref.group(1), code)
 
 
 def as_example(s: dict, rnd: int, i: int) -> dict:
@@ -136,6 +135,7 @@ class Iterate:
         if not (Path(self.dataset) / "train.jsonl").is_file():
             raise IterateError(f"{self.dataset}: no train.jsonl (iterate samples the dataset's train split)")
         self._modules = self.modules()
+        self.target = dataset_target(Path(self.dataset))
 
     # ------------------------------------------------------------ settings and resume
 
@@ -246,11 +246,12 @@ class Iterate:
         write_jsonl_atomic(data / "kept.jsonl", kept)
         examples = [as_example(s, r, i) for i, s in enumerate(kept)]
         if self.cfg.accumulate:
-            seen = {(e["messages"][-2]["content"], normalise(e["messages"][-1]["content"])) for e in examples}
+            seen = {(e["messages"][-2]["content"], normalise(e["messages"][-1]["content"], self.target))
+                    for e in examples}
             for prev in range(1, r):
                 for i, s in enumerate(read_jsonl(self.rdir(prev) / "data" / "kept.jsonl")):
                     ex = as_example(s, prev, i)
-                    key = (ex["messages"][-2]["content"], normalise(ex["messages"][-1]["content"]))
+                    key = (ex["messages"][-2]["content"], normalise(ex["messages"][-1]["content"], self.target))
                     if key not in seen:
                         seen.add(key)
                         examples.append(ex)
@@ -281,10 +282,10 @@ class Iterate:
         renamed = 0
         for smp in samples:
             if smp.get("ok") and smp.get("code"):
-                fixed = with_reference_name(smp["code"], refs.get(smp["example_id"], ""))
+                fixed = get(self.target).canonical(smp["code"], refs.get(smp["example_id"], ""))
                 if fixed != smp["code"]:
                     smp["code_as_sampled"], smp["code"], renamed = smp["code"], fixed, renamed + 1
-        kept, counts = select(samples, c.keep)
+        kept, counts = select(samples, c.keep, self.target)
         counts["renamed"] = renamed
         init_from = str(self.start_model) if c.init == "base" else latest
         info: dict[str, Any] = {"round": r, "init": c.init, "init_from": init_from, "sampled_from": latest,

@@ -65,7 +65,7 @@ class IterateConfig(_Strict):
 
     model: str | None = Field(None, description="start model (HF folder or train run folder); None = train.out")
     dataset: str | None = Field(None, description="a `codehone build` folder; None = train.data")
-    modules: str | None = Field(None, description="c-wat reference modules folder; None = eval's default")
+    modules: str | None = Field(None, description="reference modules folder (for a judge that needs one); None = eval's default")
     k: int = Field(4, ge=1, description="samples per training prompt each round")
     temperature: float = Field(0.8, ge=0.0)
     top_p: float = Field(0.95, gt=0.0, le=1.0)
@@ -117,7 +117,7 @@ class SweepConfig(_Strict):
     eval: EvalSpec = EvalSpec()
     dataset: str | None = Field(None, description="the `codehone build` folder evaluated (its eval.split); "
                                 "None = train.data (trials train on train.data either way)")
-    modules: str | None = Field(None, description="c-wat reference modules folder; None = eval's default")
+    modules: str | None = Field(None, description="reference modules folder (for a judge that needs one); None = eval's default")
     seed: int = 0
 
     @field_validator("params")

@@ -1,7 +1,7 @@
 """`codehone mine`: sources → units.jsonl + stats.json, in parallel, resumable after any kill.
 
 Durability protocol (one writer, the parent process), per mined file:
-  1. the reference module is written atomically to modules/<sha256>.wasm;
+  1. the file's side files (e.g. its reference build) are written atomically to modules/;
   2. the file's units are appended to units.jsonl and fsync'ed;
   3. a journal line for the file is appended to journal.jsonl and fsync'ed.
 A kill between any two steps is harmless: on rerun the partial last line of
@@ -13,61 +13,43 @@ written again. So every unit is present exactly once.
 from __future__ import annotations
 
 import json
-import multiprocessing
 import os
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from . import records
-from .records import JsonlAppender, content_hash, read_jsonl, write_text_atomic
+from .executors import LocalPool, run_serial
+from .records import FileResult, JsonlAppender, content_hash, read_jsonl, write_text_atomic
 from .sources import Source, SourceError, WalkOptions, WalkStats, read_list_file, resolve, walk
-from .targets import c_wat
+from .targets import DEFAULT, get, with_miner
 from .toolchains import zig
 
-TARGETS = {"c-wat": c_wat}
+
+def targets() -> list[str]:
+    """The targets that can be mined."""
+    return with_miner()
 
 
 @dataclass
 class MineConfig:
-    target: str = "c-wat"
+    target: str = DEFAULT
     jobs: int = 0  # 0 = all cores
     walk: WalkOptions = field(default_factory=WalkOptions)
-    opts: c_wat.MineOptions = field(default_factory=c_wat.MineOptions)
+    opts: Any = None  # the target's own options (its Miner.options()); None = its defaults
     limit_files: int | None = None
 
+    def __post_init__(self) -> None:
+        if self.opts is None:
+            self.opts = get(self.target).miner.options()
 
-def default_corpus() -> list[Source]:
-    """zig's bundled wasi-libc sources: real C, present after `pip install`, no network needed.
 
-    It is mined with the include folders and defines of wasi-libc's own Makefile (the
-    musl `hidden`/`weak` attributes live in a header zig does not ship, so they are defines).
-    """
-    from .sources import detect_license
-
-    wasi = zig.libc_sources() / "wasi"
-    lic = detect_license(wasi) or "Apache-2.0 WITH LLVM-exception"
-    commit = f"ziglang-{zig.version()}"
-    musl_defines = [
-        "hidden=__attribute__((__visibility__(\"hidden\")))",
-        "weak=__attribute__((__weak__))",
-        "weak_alias(old,new)=extern __typeof(old) new __attribute__((__weak__, __alias__(#old)))",
-        "_WASI_EMULATED_SIGNAL",
-    ]
-    top = wasi / "libc-top-half"
-    bottom = wasi / "libc-bottom-half"
-    return [
-        Source(root=top, name="wasi-libc-top-half", commit=commit, license=lic,
-               include_dirs=[str(top / d) for d in ("musl/src/include", "musl/src/internal", "musl/arch/wasm32",
-                                                    "headers/private")],
-               defines=musl_defines),
-        Source(root=bottom, name="wasi-libc-bottom-half", commit=commit, license=lic,
-               include_dirs=[str(bottom / d) for d in ("headers/private", "cloudlibc/src/include", "cloudlibc/src")],
-               defines=musl_defines),
-    ]
+def default_corpus(target: str = DEFAULT) -> list[Source]:
+    """The bundled default corpus of `target`: real code that is on disk after `pip install`."""
+    return get(target).miner.default_corpus()
 
 
 def parse_source_line(line: str, base: Path | None = None, cache: Path | None = None) -> Source:
@@ -114,23 +96,27 @@ class ToolchainError(RuntimeError):
     """The compiler cannot work at all (not one file's problem); the message is one line."""
 
 
+class WorkerDied(ToolchainError):
+    """A worker process died; files not yet journaled are mined again on the rerun."""
+
+
 # ---------------------------------------------------------------- worker side
 
 _WORKER_STATE: dict = {}
 
 
 def _work(args: tuple) -> tuple[str, dict]:
-    key, src, path, opts = args
-    # Per source: the header index and the include folders learned so far. Keyed by root too,
-    # so two sources of the same name never share what was learned about one of them.
-    state = _WORKER_STATE.setdefault((src.name, str(src.root)), {})
-    if "index" not in state:
-        state["index"] = c_wat.HeaderIndex(src.root)
-        state["learned"] = []
+    key, target, src, path, opts = args
+    miner = get(target).miner
+    # Per source: what the target keeps between files (for C, the header index and the include
+    # folders learned so far). Keyed by root too, so two sources of the same name never share it.
+    skey = (target, src.name, str(src.root))
+    if skey not in _WORKER_STATE:
+        _WORKER_STATE[skey] = miner.new_state(src)
     try:
-        res = c_wat.mine_file(Path(path), src, opts, state["index"], state["learned"])
+        res = miner.mine_file(Path(path), src, opts, _WORKER_STATE[skey])
     except Exception as e:  # a bug must cost one file, never the run
-        res = c_wat.FileResult(path=str(path), file_reason="internal_error")
+        res = FileResult(path=str(path), file_reason="internal_error")
         res.examples["internal_error"] = f"{path}: {type(e).__name__}: {e}"
         res.failures["internal_error"] += 1
     return key, res.__dict__
@@ -158,8 +144,8 @@ def run_mine(
     out.mkdir(parents=True, exist_ok=True)
     (out / "modules").mkdir(exist_ok=True)
     units_path, journal_path = out / "units.jsonl", out / "journal.jsonl"
-    cfg_hash = content_hash(cfg.target, cfg.opts.opt_level, json.dumps(cfg.opts.defines),
-                            json.dumps(cfg.opts.extra_include_dirs))
+    miner = get(cfg.target).miner
+    cfg_hash = content_hash(cfg.target, *miner.options_key(cfg.opts))
 
     # Resume: what is already durable.
     records.repair_tail(units_path)
@@ -180,7 +166,7 @@ def run_mine(
     tasks = []
     for src in sources:
         for p in walk(src.root, cfg.walk, walk_stats):
-            tasks.append((_file_key(src, p, cfg_hash), src, str(p), cfg.opts))
+            tasks.append((_file_key(src, p, cfg_hash), cfg.target, src, str(p), cfg.opts))
     if cfg.limit_files is not None and len(tasks) > cfg.limit_files:
         # An even spread over the walk order, not its head: the first files of a tree are often
         # its arch headers, so a quick look at "the first N" would not look like the corpus.
@@ -195,10 +181,10 @@ def run_mine(
     zig.cache_dir()  # create it before workers race to
     if todo:
         if on_status:
-            on_status("preparing the toolchain (builds wasi libc into the zig cache once, ~30 s)")
-        err = c_wat.warm_toolchain(cfg.opts)
+            on_status(miner.warm_message)
+        err = miner.warm(cfg.opts)
         if err:
-            raise ToolchainError(f"the zig toolchain cannot build for wasm32-wasi: {err}")
+            raise ToolchainError(err)
     units_app = JsonlAppender(units_path)
     journal_app = JsonlAppender(journal_path)
     files_done = resumed
@@ -209,8 +195,8 @@ def run_mine(
 
     def handle(key: str, res: dict) -> None:
         nonlocal files_done, units_total
-        for sha, data in res["modules"].items():
-            mp = out / "modules" / f"{sha}.wasm"
+        for name, data in res["modules"].items():
+            mp = out / "modules" / name
             if not mp.exists():
                 write_text_atomic(mp, data)
         new, dups, present = [], 0, 0
@@ -250,33 +236,22 @@ def run_mine(
     try:
         if jobs <= 1:
             _WORKER_STATE.clear()  # in-process: nothing learned in an earlier run may leak into this one
-            for t in todo:
-                handle(*_work(t))
+            results = run_serial(_work, todo)
         else:
-            # forkserver, not fork: the parent may hold wasmtime (threads), and forking a threaded
-            # process can deadlock the child.
-            ctx = multiprocessing.get_context("forkserver")
-            with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
-                pending = set()
-                it = iter(todo)
-                window = jobs * 4
-                try:
-                    for t in it:
-                        pending.add(pool.submit(_work, t))
-                        if len(pending) >= window:
-                            finished, pending = wait(pending, return_when=FIRST_COMPLETED)
-                            for f in finished:
-                                handle(*f.result())
-                    while pending:
-                        finished, pending = wait(pending, return_when=FIRST_COMPLETED)
-                        for f in finished:
-                            handle(*f.result())
-                except KeyboardInterrupt:
-                    interrupted = True
-                    for f in pending:
-                        f.cancel()
-                    pool.shutdown(wait=False, cancel_futures=True)
-                    raise
+            pool = LocalPool(jobs)
+            results = pool.imap_unordered(_work, todo)
+        try:
+            for n, res, err in results:
+                if err is not None:  # the worker process itself died (killed for memory?): the pool is gone
+                    raise WorkerDied(f"a mine worker died on {todo[n][3]} ({type(err).__name__}: {err}); what was "
+                                     "mined is saved: rerun the same command to resume")
+                handle(*res)
+        except KeyboardInterrupt:
+            interrupted = True
+            raise
+        finally:
+            if jobs > 1:
+                pool.close()
     finally:
         units_app.close()
         journal_app.close()

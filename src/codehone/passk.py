@@ -15,6 +15,8 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable
 from typing import Any
 
+from .targets import get
+
 
 def pass_at_k(n: int, c: int, k: int) -> float:
     """1 - C(n-c, k) / C(n, k): the probability that k of the n samples include one of the c passes."""
@@ -29,11 +31,8 @@ def pass_at_k(n: int, c: int, k: int) -> float:
 
 
 def assembled(target: str, verdict: dict) -> bool:
-    """Did the code get through the toolchain (c-wat: assembled and validated; rust/zig: compiled)?"""
-    stage = verdict.get("stage")
-    if target == "c-wat":
-        return bool(verdict.get("ok")) or stage == "execute"
-    return stage not in ("parse", "internal") and not (verdict.get("counts") or {}).get("errors")
+    """Did the code get through the toolchain (assembled and validated, or compiled)? The target says."""
+    return get(target).compiled(verdict)
 
 
 def _rate(num: float, den: float) -> float:
@@ -46,10 +45,6 @@ def _pass_block(groups: dict[Any, list[dict]], ks: list[int]) -> dict[str, float
         vals = [pass_at_k(len(g), sum(s["ok"] for s in g), k) for g in groups.values() if len(g) >= k]
         out[f"pass@{k}"] = round(sum(vals) / len(vals), 4) if vals else 0.0
     return out
-
-
-def _nonblank_lines(code: str) -> int:
-    return sum(1 for line in code.splitlines() if line.strip())
 
 
 def summarize_samples(samples: Iterable[dict], target: str, k: int) -> dict[str, Any]:
@@ -71,10 +66,9 @@ def summarize_samples(samples: Iterable[dict], target: str, k: int) -> dict[str,
         "passed": sum(s["ok"] for s in samples),
         "compile_rate": _rate(len(built), n_s),
     }
-    if target == "c-wat":
-        m["assemble_rate"] = m["compile_rate"]
-        m["passed_without_execution"] = sum(
-            s["ok"] and not (s["verdict"].get("counts") or {}).get("executed", False) for s in samples)
+    tgt = get(target)
+    if tgt.compile_metric != "compile_rate":
+        m[tgt.compile_metric] = m["compile_rate"]
     m.update(_pass_block(by_prompt, ks))
     m["failure_stages"] = dict(sorted(Counter(s["verdict"].get("stage", "?") for s in samples
                                               if not s["ok"]).items()))
@@ -90,24 +84,5 @@ def summarize_samples(samples: Iterable[dict], target: str, k: int) -> dict[str,
                    **_pass_block(g, ks)}
             for mode, g in sorted(modes.items())
         }
-    m.update(_target_extras(target, samples, built))
+    m.update(tgt.metric_extras(samples, built))
     return m
-
-
-def _target_extras(target: str, samples: list[dict], built: list[dict]) -> dict[str, Any]:
-    """rust: clippy warnings per KLOC of compiled code, idiomatic score, doc rate; zig: test pass rate."""
-    out: dict[str, Any] = {}
-    if target == "rust":
-        warn = sum((s["verdict"].get("counts") or {}).get("clippy_warnings", 0) or 0 for s in built)
-        lines = sum(_nonblank_lines(s.get("code", "")) for s in built)
-        out["clippy_warnings_per_kloc"] = round(1000 * warn / lines, 3) if lines else None
-        for key in ("idiomatic_score", "doc_rate"):
-            vals = [(s["verdict"].get("scores") or {}).get(key) for s in samples]
-            vals = [v for v in vals if v is not None]
-            out[key] = round(sum(vals) / len(vals), 4) if vals else None
-    elif target == "zig":
-        passed = sum((s["verdict"].get("counts") or {}).get("tests_passed", 0) or 0 for s in samples)
-        failed = sum((s["verdict"].get("counts") or {}).get("tests_failed", 0) or 0 for s in samples)
-        out["tests_passed"], out["tests_failed"] = passed, failed
-        out["test_pass_rate"] = _rate(passed, passed + failed)
-    return out

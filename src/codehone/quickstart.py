@@ -1,4 +1,4 @@
-"""`codehone quickstart`: the whole c-wat loop on the bundled corpus, on a CPU, ending in a report.
+"""`codehone quickstart`: a target's whole loop on its bundled corpus, on a CPU, ending in a report.
 
 Why subprocesses: each stage runs as the very command a user would type (`codehone mine ...`),
 with the same progress bars and the same files, so the report's "reproduce by hand" section
@@ -25,8 +25,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .records import write_text_atomic
-
-RECIPE = Path(__file__).resolve().parent / "recipes" / "c-wat-tiny-scratch.yaml"
+from .targets import DEFAULT, TargetError, get
+from .targets import recipe_path as target_recipe
 
 
 class QuickstartError(ValueError):
@@ -77,26 +77,32 @@ class Budget:
         b.iterate_train_minutes = round(max(0.2, 0.1 * minutes), 2)
         if minutes < 5:
             b.max_new_tokens = 256
-            b.notes.append("a budget under 5 minutes trains too little for the model to write correct WAT")
+            b.notes.append("a budget under 5 minutes trains too little for the model to write correct code")
         return b
 
 
-def recipe_path() -> Path:
-    """The packaged recipe, or the repository's copy when running from a checkout."""
-    if RECIPE.is_file():
-        return RECIPE
-    repo = Path(__file__).resolve().parents[2] / "recipes" / "c-wat-tiny-scratch.yaml"
-    if repo.is_file():
-        return repo
-    raise QuickstartError("cannot find the c-wat-tiny-scratch recipe (reinstall codehone)")
+def recipe_path(target: str = DEFAULT) -> Path:
+    """The target's quickstart recipe: the packaged copy, or the repository's when running from a checkout."""
+    try:
+        tgt = get(target)
+    except TargetError as e:
+        raise QuickstartError(str(e)) from None
+    if tgt.miner is None or not tgt.quickstart_recipe:
+        raise QuickstartError(f"target {target} has no quickstart yet (it needs `mine` and a recipe)")
+    found = target_recipe(target)
+    if found is None:
+        raise QuickstartError(f"cannot find the {tgt.quickstart_recipe} recipe (reinstall codehone)")
+    return found
 
 
 def plan(out: Path, budget: Budget, jobs: int = 0, mine_limit: int | None = None,
-         seed: int = 0) -> list[Stage]:
+         seed: int = 0, target: str = DEFAULT) -> list[Stage]:
     """The stages, as the CLI commands a user would type."""
-    recipe = str(recipe_path())
+    recipe = str(recipe_path(target))
     d = str(out)
     mine = ["mine", "-o", f"{d}/mine", "-j", str(jobs), "--explain"]
+    if target != DEFAULT:
+        mine += ["--target", target]
     if mine_limit:
         mine += ["--limit", str(mine_limit)]
     b = budget
@@ -163,7 +169,8 @@ def _run_stage(st: Stage, out: Path, env: dict[str, str], log: Callable[[str], N
 
 
 def run_quickstart(out: Path, minutes: float = 15.0, jobs: int = 0, mine_limit: int | None = None,
-                   seed: int = 0, fresh: bool = False, log: Callable[[str], None] = print) -> dict:
+                   seed: int = 0, fresh: bool = False, log: Callable[[str], None] = print,
+                   target: str = DEFAULT) -> dict:
     """Run every stage (skipping finished ones unless `fresh`), then write DIR/report.{md,html}."""
     from .report import write_report
 
@@ -171,7 +178,7 @@ def run_quickstart(out: Path, minutes: float = 15.0, jobs: int = 0, mine_limit: 
     if out.exists() and not out.is_dir():
         raise QuickstartError(f"{out}: exists and is not a folder")
     budget = Budget.for_minutes(minutes)
-    stages = plan(out, budget, jobs, mine_limit, seed)
+    stages = plan(out, budget, jobs, mine_limit, seed, target)
     out.mkdir(parents=True, exist_ok=True)
     state_path = out / "quickstart.json"
     try:  # a resumed run keeps the timings of the stages it skips
@@ -202,13 +209,13 @@ def run_quickstart(out: Path, minutes: float = 15.0, jobs: int = 0, mine_limit: 
         if st.name == "iterate":
             seed_round_zero(out, log)
         _run_stage(st, out, env, log)
-        _save_state(state_path, budget, stages, time.monotonic() - t0)
+        _save_state(state_path, budget, stages, time.monotonic() - t0, target)
         if st.status == "failed":
             failed = st
             log(f"── {st.name} failed (exit {st.rc}); see {out / 'logs' / (st.name + '.log')}")
             break
     wall = time.monotonic() - t0
-    state = _save_state(state_path, budget, stages, wall)
+    state = _save_state(state_path, budget, stages, wall, target)
     write_report(out, state)
     if failed:
         raise QuickstartError(f"stage {failed.name} failed (exit {failed.rc}); the report covers the stages before "
@@ -216,8 +223,8 @@ def run_quickstart(out: Path, minutes: float = 15.0, jobs: int = 0, mine_limit: 
     return state
 
 
-def _save_state(path: Path, budget: Budget, stages: list[Stage], wall: float) -> dict:
-    state = {"budget": asdict(budget), "wall_seconds": round(wall, 1),
+def _save_state(path: Path, budget: Budget, stages: list[Stage], wall: float, target: str = DEFAULT) -> dict:
+    state = {"target": target, "budget": asdict(budget), "wall_seconds": round(wall, 1),
              "stages": [{**asdict(s), "command": s.command()} for s in stages]}
     write_text_atomic(path, json.dumps(state, indent=2) + "\n")
     return state

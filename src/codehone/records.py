@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import tempfile
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +32,7 @@ def content_hash(*parts: str | bytes, length: int = 16) -> str:
 
 @dataclass
 class Unit:
-    """One mined function: the source, its artifact (e.g. WAT) and where it came from."""
+    """One mined function: the source, its artifact (the reference answer) and where it came from."""
 
     id: str
     target: str
@@ -48,6 +49,26 @@ class Unit:
     source: str
     artifact: str
     meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class FileResult:
+    """What mining one file produced: units, reasons for the rest, and side files for the judge.
+
+    `modules` maps a file name to its bytes; `mine` writes each once to OUT/modules/ (e.g. the
+    reference build a judge splices candidates into), content-addressed by the target.
+    """
+
+    path: str
+    functions: int = 0
+    units: list[dict] = field(default_factory=list)
+    failures: Counter = field(default_factory=Counter)  # reason → functions lost
+    examples: dict = field(default_factory=dict)  # reason → one example message
+    file_reason: str | None = None
+    non_utf8: bool = False
+    modules: dict = field(default_factory=dict)  # file name → bytes, written to OUT/modules/
+    seconds: float = 0.0
+    compile_attempts: int = 0
 
 
 @dataclass

@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from .records import read_jsonl, write_text_atomic
+from .targets import DEFAULT, get
 
 Block = tuple  # ("h", level, text) | ("p", text) | ("table", headers, rows) | ("img", path, alt) | ("code", lang, text)
 
-METRIC_KEYS = ("assemble_rate", "pass@1", "stopped_at_eos_rate")
 
 
 def _load(path: Path) -> Any:
@@ -49,7 +49,7 @@ def _mine_blocks(d: Path) -> list[Block]:
         return [("p", "The mine stage did not finish.")]
     rows = [["files seen / mined", f"{s.get('files_seen', 0):,} / {s.get('files_mined', 0):,}"],
             ["functions found", _num(s.get("functions_found"))],
-            ["units written (one function's WAT each)", _num(s.get("units_written"))],
+            ["units written (one reference answer each)", _num(s.get("units_written"))],
             ["yield", _pct(s.get("yield"))],
             ["seconds", _num(s.get("seconds"), 1)]]
     out: list[Block] = [("table", ["", ""], rows)]
@@ -101,19 +101,20 @@ def _train_blocks(d: Path) -> list[Block]:
     return out
 
 
-def _metrics_row(name: str, m: dict) -> list[str]:
+def _metrics_row(name: str, m: dict, target: str = DEFAULT) -> list[str]:
     ks = sorted((k for k in m if k.startswith("pass@") and k != "pass@1"), key=lambda k: int(k[5:]))
-    return [name, _num(m.get("prompts")), _num(m.get("samples")), _pct(m.get("assemble_rate")),
+    rate = m.get(get(target).compile_metric, m.get("compile_rate"))
+    return [name, _num(m.get("prompts")), _num(m.get("samples")), _pct(rate),
             _pct(m.get("pass@1")), ", ".join(f"{k} {_pct(m[k])}" for k in ks) or "–",
             _pct(m.get("stopped_at_eos_rate"))]
 
 
-def _eval_blocks(d: Path) -> list[Block]:
+def _eval_blocks(d: Path, target: str = DEFAULT) -> list[Block]:
     """`codehone eval` of the trained model, then each iterate round's own eval/metrics.json."""
     before = _load(d / "eval" / "metrics.json")
     rows = []
     if before:
-        rows.append(_metrics_row("trained model (`codehone eval`)", before))
+        rows.append(_metrics_row("trained model (`codehone eval`)", before, target))
     rounds = []
     for rd in sorted((d / "iterate").glob("round-*")):
         info = _load(rd / "round.json")
@@ -122,10 +123,11 @@ def _eval_blocks(d: Path) -> list[Block]:
             m = _load(rd / "eval" / "metrics.json")
             if m:
                 label = "iterate round 0 (start model)" if info.get("round") == 0 else f"iterate round {info.get('round')}"
-                rows.append(_metrics_row(label, m))
+                rows.append(_metrics_row(label, m, target))
     if not rows:
         return [("p", "The eval stage did not finish.")]
-    out: list[Block] = [("table", ["model", "prompts", "samples", "assembles", "pass@1", "pass@k", "stops at EOS"],
+    label = get(target).compile_label.removesuffix(" rate")
+    out: list[Block] = [("table", ["model", "prompts", "samples", label, "pass@1", "pass@k", "stops at EOS"],
                          rows)]
     if before and before.get("failure_stages"):
         out.append(("p", "Where failing samples stopped (before iterate): " + ", ".join(
@@ -149,16 +151,16 @@ def _printable(text: str) -> str:
     return "".join(c if c.isprintable() or c in "\n\t" else "\ufffd" for c in text)
 
 
-def _sample_blocks(d: Path, n: int = 3) -> list[Block]:
+def _sample_blocks(d: Path, n: int = 3, target: str = DEFAULT) -> list[Block]:
     path = d / "eval" / "samples.jsonl"
     if not path.is_file():
         return [("p", "No samples (the eval stage did not finish).")]
     samples = list(read_jsonl(path))
-    # Show variety: a passing sample if any, then one that assembled but failed, then one that did not.
+    # Show variety: a passing sample if any, then one that compiled but failed, then one that did not.
     def stage(s: dict) -> str:
         return (s.get("verdict") or {}).get("stage") or "?"
     picks: list[dict] = []
-    for want in (lambda s: s.get("ok"), lambda s: not s.get("ok") and stage(s) not in ("parse", "assemble"),
+    for want in (lambda s: s.get("ok"), lambda s: not s.get("ok") and stage(s) not in ("parse", "assemble", "compile"),
                  lambda s: not s.get("ok")):
         for s in samples:
             if want(s) and s not in picks and all(p.get("example_id") != s.get("example_id") for p in picks):
@@ -179,8 +181,8 @@ def _sample_blocks(d: Path, n: int = 3) -> list[Block]:
                             f" ({s.get('mode', '')})"))
         out.append(("p", "Prompt:"))
         out.append(("code", "text", _printable(user[:1500])))
-        out.append(("p", "The model's WAT:"))
-        out.append(("code", "wat", _printable((s.get("code") or s.get("completion") or "")[:2000])))
+        out.append(("p", f"The model's {get(target).answer_name}:"))
+        out.append(("code", get(target).answer_lang, _printable((s.get("code") or s.get("completion") or "")[:2000])))
         verdict = f"ok={v.get('ok')}, stage={v.get('stage')}"
         if v.get("counts"):
             verdict += ", " + ", ".join(f"{k}={x}" for k, x in v["counts"].items())
@@ -192,8 +194,11 @@ def _sample_blocks(d: Path, n: int = 3) -> list[Block]:
 
 def blocks(d: Path, state: dict) -> list[Block]:
     stages = state.get("stages", [])
+    target = state.get("target") or DEFAULT
+    tgt = get(target)
+    corpus = tgt.miner.corpus_description if tgt.miner else "its corpus"
     out: list[Block] = [("h", 1, "codehone quickstart report"),
-                        ("p", f"The c-wat loop on the bundled corpus (zig's wasi-libc): mine → build → train → eval → "
+                        ("p", f"The {target} loop on the bundled corpus ({corpus}): mine → build → train → eval → "
                               f"one iterate round. Budget {state.get('budget', {}).get('minutes')} minutes; this run took "
                               f"{state.get('wall_seconds', 0) / 60:.1f} minutes of wall time."),
                         ("table", ["stage", "status", "seconds"],
@@ -202,10 +207,9 @@ def blocks(d: Path, state: dict) -> list[Block]:
     out += [("h", 2, "2. Dataset"), *_dataset_blocks(d)]
     out += [("h", 2, "3. Training"), *_train_blocks(d)]
     out += [("h", 2, "4. Evaluation by execution, before and after one iterate round"),
-            ("p", "assembles = the WAT assembles and validates spliced into the reference module; pass@1/pass@k = "
-                  "differential execution against the reference in wasmtime agrees on every generated input."),
-            *_eval_blocks(d)]
-    out += [("h", 2, "5. Three samples"), *_sample_blocks(d)]
+            ("p", tgt.metric_notes),
+            *_eval_blocks(d, target)]
+    out += [("h", 2, "5. Three samples"), *_sample_blocks(d, target=target)]
     out += [("h", 2, "6. Reproduce each stage by hand"),
             ("code", "bash", "\n".join(s["command"] for s in stages))]
     return out

@@ -9,8 +9,9 @@ parts by `as_format`, so the wording cannot drift between stages.
 A mode is an (instruction, input) pair. The chat `user` message is the
 instruction, then the input after a blank line; alpaca keeps the two apart;
 prompt/completion and plain text use `PLAIN_LAYOUT`. The response (`assistant`)
-is the target artifact alone: for c-wat the function's `(func ...)` WAT, no
-module, no fences, no prose, so a completion is exactly what the judge checks.
+is the target artifact alone (no fences, no prose), so a completion is exactly
+what the judge checks. Each target defines its own `TargetTemplates` in its
+package (`targets/<name>/templates.py`); this module only renders them.
 """
 
 from __future__ import annotations
@@ -61,46 +62,6 @@ class Parts:
         return f"{self.instruction}\n\n{self.input}" if self.input else self.instruction
 
 
-# ---------------------------------------------------------------- c-wat
-
-
-def _c_wat_system(u: Mapping[str, Any]) -> str:
-    """The optimisation level is part of the task: -O0 and -O2 WAT differ a lot. -O2 (mine's default)
-    when the unit does not say, e.g. at inference from a bare signature."""
-    opt = ((u.get("meta") or {}).get("opt") or "-O2").strip()
-    return (
-        "You are a C compiler backend. You write the WebAssembly text format (WAT) that clang produces "
-        f"for a C function compiled for wasm32-wasi at {opt}. Answer with the function's single (func ...) "
-        "form and nothing else."
-    )
-
-
-C_WAT = TargetTemplates(
-    target="c-wat",
-    system=_c_wat_system,
-    modes={
-        "translate": Mode(
-            name="translate",
-            instruction=lambda u: "Translate this C function to WebAssembly text (WAT).",
-            input=lambda u: f"```c\n{u['source'].strip()}\n```",
-            description="the C function's source",
-        ),
-        # The signature stays even when there is a doc comment: the WAT names the
-        # function and types its parameters, and the judge splices it in by name.
-        "implement": Mode(
-            name="implement",
-            instruction=lambda u: f"Implement: {' '.join(u['signature'].split())}",
-            input=lambda u: (u.get("doc") or "").strip(),
-            description="`Implement: <signature>`, then the doc comment when there is one",
-        ),
-    },
-    response=lambda u: u["artifact"].strip(),
-    response_description="the function's (func ...) WAT only",
-)
-
-TEMPLATES: dict[str, TargetTemplates] = {"c-wat": C_WAT}
-
-
 # ---------------------------------------------------------------- API
 
 
@@ -109,10 +70,25 @@ class TemplateError(ValueError):
 
 
 def templates_for(target: str) -> TargetTemplates:
+    from .targets import NAMES, TargetError, get
+
     try:
-        return TEMPLATES[target]
-    except KeyError:
-        raise TemplateError(f"unknown target {target!r}; available: {', '.join(sorted(TEMPLATES))}") from None
+        t = get(target).templates
+    except TargetError as e:
+        raise TemplateError(str(e)) from None
+    if t is None:
+        have = [n for n in NAMES if _has_templates(n)]
+        raise TemplateError(f"target {target!r} has no prompt templates; available: {', '.join(sorted(have))}")
+    return t
+
+
+def _has_templates(name: str) -> bool:
+    from .targets import TargetError, get
+
+    try:
+        return get(name).templates is not None
+    except TargetError:
+        return False
 
 
 def modes(target: str) -> list[str]:

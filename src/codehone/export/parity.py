@@ -27,7 +27,7 @@ PROMPTS = [
      {"role": "user", "content": "int add(int a, int b) { return a + b; }"}],
     [{"role": "user", "content": "static unsigned hash(const char *s) {\n  unsigned h = 5381;\n"
                                  "  while (*s) h = h * 33 + (unsigned char)*s++;\n  return h;\n}"}],
-    [{"role": "user", "content": "Write the WAT for: int is_digit(int c) { return c >= '0' && c <= '9'; }"}],
+    [{"role": "user", "content": "Write the assembly for: int is_digit(int c) { return c >= '0' && c <= '9'; }"}],
 ]
 
 # Lossy formats: greedy tokens that must be identical on every prompt (the rest is reported).

@@ -13,27 +13,25 @@ carries `prompt_tokens` so a client can see it.
 
 from __future__ import annotations
 
-import re
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..targets import DEFAULT, get
 from . import ServeError
 from .backends import GenParams, complete, render_chat
 from .fix import suggest_fix as fix_loop
 from .fix import verdict_summary
 from .prompts import TARGETS, check_target, extract_code, fix_messages, generate_messages
 
-_FUNC_NAME = re.compile(r"\(func\s+\$([^\s()]+)")
-
 
 @dataclass
 class Toolbox:
-    """What the tools need: the backend, the default target, c-wat units and an optional docs index."""
+    """What the tools need: the backend, the default target, mined units and an optional docs index."""
 
     backend: Any
-    target: str = "c-wat"
+    target: str = DEFAULT
     units: dict[str, dict] = field(default_factory=dict)
     modules_dir: Path | None = None
     docs: Any = None
@@ -62,33 +60,33 @@ class Toolbox:
 
     # ------------------------------------------------------------ check
 
-    def unit_for(self, code: str, unit_id: str | None) -> dict:
+    def unit_for(self, code: str, unit_id: str | None, target: str) -> dict:
         if not self.units:
-            raise ServeError("c-wat checks need the mined units: start the server with --units MINE/units.jsonl")
+            raise ServeError(f"{target} checks need the mined units: start the server with --units MINE/units.jsonl")
         if unit_id:
             u = self.units.get(unit_id)
             if u is None:
                 raise ServeError(f"unit_id {unit_id!r} is not in the units file")
             return u
-        m = _FUNC_NAME.search(code)
-        named = [u for u in self.units.values() if m and u.get("name") == m.group(1)]
+        name = get(target).code_name(code)
+        named = [u for u in self.units.values() if name and u.get("name") == name]
         if len(named) != 1:
             raise ServeError("give unit_id: the function's name does not pick exactly one unit"
-                             + (f" ({len(named)} units are named {m.group(1)!r})" if m else ""))
+                             + (f" ({len(named)} units are named {name!r})" if name else ""))
         return named[0]
 
     def judge(self, code: str, target: str, unit: dict | None):
         from ..check import Item, check
 
         options: dict = {}
-        if target == "c-wat":
+        if get(target).needs_modules:
             options["modules_dir"] = str(self.modules_dir)
         return check(target, [Item(candidate=code, unit=unit)], jobs=1, cache_dir=self.check_cache,
                      options=options)[0]
 
     def check(self, code: str, target: str | None = None, unit_id: str | None = None) -> dict:
         target = check_target(target or self.target)
-        unit = self.unit_for(code, unit_id) if target == "c-wat" else None
+        unit = self.unit_for(code, unit_id, target) if get(target).needs_unit else None
         v = self.judge(code, target, unit)
         return {"target": target, "unit_id": unit.get("id") if unit else None, **verdict_summary(v)}
 
@@ -96,17 +94,19 @@ class Toolbox:
 
     def suggest_fix(self, code: str, target: str | None = None, error: str | None = None, attempts: int = 3,
                     unit_id: str | None = None, max_tokens: int | None = None) -> dict:
-        """Proposals: attempt 1 greedy, later ones sampled (seed = attempt). For a c-wat unit with C source,
-        even attempts regenerate from that source with the training prompt (what the model learned)."""
+        """Proposals: attempt 1 greedy, later ones sampled (seed = attempt). For a unit with source and a
+        target with a `regenerate_mode`, even attempts regenerate from that source with the training
+        prompt (what the model learned)."""
         target = check_target(target or self.target)
         if not 1 <= attempts <= 20:
             raise ServeError("attempts must be between 1 and 20")
-        unit = self.unit_for(code, unit_id) if target == "c-wat" else None
+        tgt = get(target)
+        unit = self.unit_for(code, unit_id, target) if tgt.needs_unit else None
         prompt_tokens: list[int] = []
 
         def propose(n: int, original: str, err: str) -> str:
-            if unit is not None and unit.get("source") and n % 2 == 0:
-                msgs = generate_messages("c-wat", unit["source"], "translate")
+            if unit is not None and unit.get("source") and tgt.regenerate_mode and n % 2 == 0:
+                msgs = generate_messages(target, unit["source"], tgt.regenerate_mode)
             else:
                 msgs = fix_messages(target, original, err)
             out = self.complete(msgs, max_tokens or self.max_tokens, 0.0 if n == 1 else 0.8, seed=n)
@@ -146,14 +146,15 @@ def build_server(tb: Toolbox, name: str = "codehone"):
     @server.tool()
     async def generate(prompt: str, target: str | None = None, mode: str | None = None,
                        max_tokens: int | None = None, temperature: float = 0.0) -> dict[str, Any]:
-        """Generate code for a target (c-wat: a C function to translate, or a signature + doc to implement;
-        zig, rust: a request). Returns the text, the extracted code and token counts."""
+        """Generate code for a target from a request (a function to translate, or a signature + doc to
+        implement, where the target has those modes). Returns the text, the extracted code and token counts."""
         return await run(tb.generate, prompt, target, mode, max_tokens, temperature)
 
     @server.tool()
     async def check(code: str, target: str | None = None, unit_id: str | None = None) -> dict[str, Any]:
         """Run the target's judge on code: ok, the stage reached, diagnostics [{code, message, line, level}]
-        and counts. c-wat needs the unit (unit_id, or found by the (func $name) in the code)."""
+        and counts. A judge that compares against a mined unit needs it (unit_id, or found by the
+        function's name in the code)."""
         return await run(tb.check, code, target, unit_id)
 
     @server.tool()

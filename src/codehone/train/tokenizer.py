@@ -1,6 +1,6 @@
 """The scratch tokenizer and the chat template, saved together so every stage renders prompts alike.
 
-Why byte-level BPE trained on the training split: WAT and C are far from the
+Why byte-level BPE trained on the training split: code and compiler output are far from the
 natural language that stock tokenizers were fitted on, and a byte-level
 alphabet means no input is ever `<unk>`. Only the train split is seen, so
 val/test text cannot leak into the vocabulary.

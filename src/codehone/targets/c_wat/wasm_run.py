@@ -48,7 +48,7 @@ from dataclasses import dataclass, field
 
 import wasmtime
 
-from .. import scratch
+from . import scratch
 
 TICK_S = 0.01  # epoch period
 MAX_LOG = 256  # host-call log entries kept (and compared); the count is kept beyond that

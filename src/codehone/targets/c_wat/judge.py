@@ -82,12 +82,9 @@ from pathlib import Path
 
 import wasmtime
 
-from .. import scratch, wat, wat_prune
-from ..records import Diagnostic, Verdict
-from ..toolchains import wabt
-from . import c_wat_explore as explore
-from . import c_wat_inputs as inputs
-from . import memory_diff, wasm_run
+from ...records import Diagnostic, Verdict
+from ...toolchains import wabt
+from . import explore, inputs, memory_diff, scratch, wasm_run, wat, wat_prune
 
 TARGET_EXPORT = "__codehone_target"
 ISOLATION = "wasmtime"

@@ -36,7 +36,7 @@ import numpy as np
 import tree_sitter_c
 from tree_sitter import Language, Node, Parser
 
-from . import c_wat_layout as layout
+from . import layout
 
 ARENA_PAGES = 2  # 128 KiB of input memory per test
 # Zeroed pages grown after the arena: `buf->content + buf->offset`, with an offset that happens to

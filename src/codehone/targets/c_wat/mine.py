@@ -26,10 +26,13 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .. import c_functions, sandbox, wasm_dwarf, wat
-from ..records import Unit, content_hash
-from ..sources import Source, read_text
-from ..toolchains import wabt, zig
+from ... import sandbox
+from ...records import FileResult, Unit, content_hash
+from ...sources import Source, detect_license, read_text
+from ...toolchains import wabt, zig
+from . import dwarf as wasm_dwarf
+from . import functions as c_functions
+from . import wat
 
 TARGET = "c-wat"
 KEEP_SYMBOL = "__codehone_keep"
@@ -73,22 +76,6 @@ class MineOptions:
     max_include_rounds: int = 6
     extra_include_dirs: list[str] = field(default_factory=list)
     defines: list[str] = field(default_factory=list)
-
-
-@dataclass
-class FileResult:
-    """What mining one file produced: units, reasons for the rest, and the reference module."""
-
-    path: str
-    functions: int = 0
-    units: list[dict] = field(default_factory=list)
-    failures: Counter = field(default_factory=Counter)  # reason → functions lost
-    examples: dict = field(default_factory=dict)  # reason → one example message
-    file_reason: str | None = None
-    non_utf8: bool = False
-    modules: dict = field(default_factory=dict)  # sha256 → reference module bytes
-    seconds: float = 0.0
-    compile_attempts: int = 0
 
 
 # ---------------------------------------------------------------- failure classes
@@ -319,6 +306,34 @@ def compile_tu(
             break
     reason, detail = classify(last_err) if last_err else ("nothing_to_compile", "no function could be kept")
     return CompileOutcome(False, None, last_err, reason, detail, dropped, attempts, [])
+
+
+def default_corpus() -> list[Source]:
+    """zig's bundled wasi-libc sources: real C, present after `pip install`, no network needed.
+
+    It is mined with the include folders and defines of wasi-libc's own Makefile (the
+    musl `hidden`/`weak` attributes live in a header zig does not ship, so they are defines).
+    """
+    wasi = zig.libc_sources() / "wasi"
+    lic = detect_license(wasi) or "Apache-2.0 WITH LLVM-exception"
+    commit = f"ziglang-{zig.version()}"
+    musl_defines = [
+        "hidden=__attribute__((__visibility__(\"hidden\")))",
+        "weak=__attribute__((__weak__))",
+        "weak_alias(old,new)=extern __typeof(old) new __attribute__((__weak__, __alias__(#old)))",
+        "_WASI_EMULATED_SIGNAL",
+    ]
+    top = wasi / "libc-top-half"
+    bottom = wasi / "libc-bottom-half"
+    return [
+        Source(root=top, name="wasi-libc-top-half", commit=commit, license=lic,
+               include_dirs=[str(top / d) for d in ("musl/src/include", "musl/src/internal", "musl/arch/wasm32",
+                                                    "headers/private")],
+               defines=musl_defines),
+        Source(root=bottom, name="wasi-libc-bottom-half", commit=commit, license=lic,
+               include_dirs=[str(bottom / d) for d in ("headers/private", "cloudlibc/src/include", "cloudlibc/src")],
+               defines=musl_defines),
+    ]
 
 
 def _COMPILER_LIMITS(timeout_s: float) -> sandbox.Limits:
@@ -590,7 +605,7 @@ def _build_pass(ctx: _Ctx, funcs: list[c_functions.CFunction], defines: list[str
         )
         result.units.append(unit.__dict__)
     if used:
-        result.modules[sha] = outcome.wasm
+        result.modules[f"{sha}.wasm"] = outcome.wasm
     return not_built
 
 

@@ -38,9 +38,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .. import sandbox
-from ..records import Diagnostic, Verdict
-from ..toolchains import zig as tc
+from ... import sandbox
+from ...records import Diagnostic, Verdict
+from ...toolchains import zig as tc
 
 SRC = "candidate.zig"
 _DIAG = re.compile(

@@ -29,8 +29,7 @@ import random
 import re
 from dataclasses import dataclass
 
-from . import c_wat_inputs as inputs
-from . import wasm_run
+from . import inputs, wasm_run
 
 _PROBE_AFTER = re.compile(r"^\s*(block|loop|if|else|end|br_if)\b")
 _LOAD = re.compile(r"^\s*(?:i32|i64|f32|f64)\.load(?:8_[su]|16_[su]|32_[su])?(?:\s+offset=(\d+))?(?:\s+align=\d+)?$")

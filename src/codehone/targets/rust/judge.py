@@ -25,10 +25,10 @@ import re
 import time
 from typing import Any
 
-from .. import sandbox
-from ..records import Diagnostic, Verdict
-from ..toolchains import rust as tc
-from . import rust_metrics
+from ... import sandbox
+from ...records import Diagnostic, Verdict
+from ...toolchains import rust as tc
+from . import metrics as rust_metrics
 
 _TEST_LINE = re.compile(r"^test (\S+) \.\.\. (ok|FAILED|ignored)", re.M)
 _TEST_START = re.compile(r"^test (\S+) \.\.\. ", re.M)
