@@ -99,7 +99,7 @@ def test_quickstart_end_to_end_tiny_budget(tmp_path):
     assert f"| units written (one reference answer each) | {mine['units_written']} |" in md
     assert f"{ds['units_in']} / {ds['units_out']}" in md
     assert f"{100 * ev['assemble_rate']:.1f}%" in md and f"{100 * ev['pass@1']:.1f}%" in md
-    assert md.count("The model's WAT:") == 3
+    assert md.count("The model's WebAssembly text (WAT):") == 3
     assert "iterate round 0 (start model)" in md and "Iterate round 1" in md
     assert "data:image/png;base64," in html
     state = json.loads((out / "quickstart.json").read_text())
