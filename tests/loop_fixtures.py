@@ -67,7 +67,7 @@ class Scripted:
         out.mkdir(parents=True, exist_ok=True)
         samples = [{"example_id": r["id"], "unit_id": r["unit_id"], "mode": r["mode"], "k": j,
                     "messages": r["messages"][:-1], "completion": r["messages"][-1]["content"],
-                    "code": r["messages"][-1]["content"], "verdict": {"ok": self.passing}, "ok": self.passing}
+                    "code": r["messages"][-1]["content"], "verdict": {"ok": self.passing, "counts": {"compiled": True, "run": 1}}, "ok": self.passing}
                    for r in rows for j in range(n or k)]
         (out / "samples.jsonl").write_text("".join(json.dumps(s) + "\n" for s in samples))
         value = self.metrics.pop(0) if split != "train" else float(self.passing)

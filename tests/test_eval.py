@@ -21,7 +21,7 @@ from codehone.cli import app
 from codehone.evaluate import EvalError, judge_samples, load_eval_set, run_eval
 from codehone.extract import extract_code, fence_language
 from codehone.mine import MineConfig, run_mine
-from codehone.passk import assembled, pass_at_k, summarize_samples
+from codehone.passk import pass_at_k, summarize_samples
 from codehone.records import read_jsonl
 from codehone.sampling import SamplingError, load_model, resolve_model_dir, sample
 from codehone.sources import resolve
@@ -93,17 +93,19 @@ def test_fence_language():
 
 
 def test_summarize_counts_what_it_says():
-    def s(eid, ok, stage, mode="implement", eos=True):
+    def s(eid, ok, stage, mode="implement", eos=True, run=None):
+        built = stage == "execute"
+        run = (5 if built else 0) if run is None else run
         return {"example_id": eid, "mode": mode, "ok": ok, "stopped_at_eos": eos, "code": "x",
-                "verdict": {"ok": ok, "stage": stage, "counts": {"executed": True} if ok else {}}}
+                "verdict": {"ok": ok, "stage": stage, "counts": {"compiled": built, "run": run}}}
     rows = [s("a", True, "execute"), s("a", False, "execute"), s("a", False, "parse", eos=False),
             s("b", False, "assemble", mode="translate"), s("b", False, "validate", mode="translate"),
             s("b", False, "execute", mode="translate")]
     m = summarize_samples(rows, "c-wat", k=3)
-    assert m["prompts"] == 2 and m["samples"] == 6 and m["passed"] == 1
+    assert m["prompts"] == 2 and m["samples"] == 6 and m["passed"] == 1 and m["passed_without_running"] == 0
     assert m["pass@1"] == pytest.approx((1 / 3 + 0) / 2, abs=1e-4)
     assert m["pass@3"] == pytest.approx((1 + 0) / 2)
-    assert m["assemble_rate"] == m["compile_rate"] == pytest.approx(3 / 6, abs=1e-4)  # ok or reached execute
+    assert m["assemble_rate"] == m["compile_rate"] == pytest.approx(3 / 6, abs=1e-4)  # the three that executed
     assert m["failure_stages"] == {"assemble": 1, "execute": 2, "parse": 1, "validate": 1}
     assert m["stopped_at_eos_rate"] == pytest.approx(5 / 6, abs=1e-4)
     assert m["by_mode"]["implement"]["pass@1"] == pytest.approx(1 / 3, abs=1e-4)
@@ -112,10 +114,11 @@ def test_summarize_counts_what_it_says():
 
 def test_rust_and_zig_extras():
     rust = [{"example_id": "a", "ok": True, "code": "fn a() {}\n\nfn b() {}\n",
-             "verdict": {"ok": True, "stage": "lint", "counts": {"errors": 0, "clippy_warnings": 1},
+             "verdict": {"ok": True, "stage": "lint", "counts": {"compiled": True, "errors": 0, "clippy_warnings": 1},
                          "scores": {"idiomatic_score": 0.5, "doc_rate": 1.0}}},
             {"example_id": "b", "ok": False, "code": "fn (",
-             "verdict": {"ok": False, "stage": "compile", "counts": {"errors": 2, "clippy_warnings": 0},
+             "verdict": {"ok": False, "stage": "compile", "counts": {"compiled": False, "errors": 2,
+                                                                     "clippy_warnings": 0},
                          "scores": {"idiomatic_score": 0.0}}}]
     m = summarize_samples(rust, "rust", k=1)
     assert m["compile_rate"] == 0.5 and "assemble_rate" not in m
@@ -169,10 +172,13 @@ def model_dir(tmp_path_factory, dataset) -> Path:
 
 def _recount(samples: list[dict], k: int) -> dict:
     by = {}
-    for s in samples:
-        by.setdefault(s["example_id"], []).append(s["ok"])
+    for s in samples:  # a pass is an ok verdict that ran at least one input
+        by.setdefault(s["example_id"], []).append(s["ok"] and s["verdict"]["counts"].get("run", 0) > 0)
     out = {f"pass@{j}": sum(pass_at_k(len(v), sum(v), j) for v in by.values()) / len(by) for j in sorted({1, k})}
-    out["assemble_rate"] = sum(s["ok"] or s["verdict"]["stage"] == "execute" for s in samples) / len(samples)
+    # Recounted from the raw stage, not with the product's own predicate: a WAT assembled and
+    # validated when the judge went on to execute it, or passed validation with nothing to run.
+    v = [s["verdict"] for s in samples]
+    out["assemble_rate"] = sum(x["stage"] == "execute" or (x["stage"] == "validate" and x["ok"]) for x in v) / len(v)
     out["failure_stages"] = dict(Counter(s["verdict"]["stage"] for s in samples if not s["ok"]))
     out["stopped_at_eos_rate"] = sum(s["stopped_at_eos"] for s in samples) / len(samples)
     return out
@@ -195,7 +201,7 @@ def test_eval_of_a_tiny_model_matches_its_samples(model_dir, dataset, tmp_path):
     for key in ("pass@1", "pass@2", "assemble_rate", "stopped_at_eos_rate"):
         assert m[key] == pytest.approx(re[key], abs=1e-4), key
     assert m["failure_stages"] == re["failure_stages"]
-    assert sum(m["failure_stages"].values()) == m["samples"] - m["passed"]
+    assert sum(m["failure_stages"].values()) == m["samples"] - m["passed"] - m["passed_without_running"]
     assert m["temperature"] == 0.8 and m["n"] == 3 and m["k"] == 2 and m["target"] == "c-wat"
     assert json.loads((out / "metrics.json").read_text()) == m
     hist = list(read_jsonl(model_dir / "history.jsonl"))
@@ -251,14 +257,17 @@ def test_reference_answers_pass_through_the_judging_path(dataset, tmp_path):
                         "completion": broken, "stopped_at_eos": False})
     info = judge_samples(es.target, samples, units=es.units, modules_dir=es.modules_dir, options=FAST_JUDGE,
                          cache_dir=tmp_path / "cache", jobs=2)
-    assert info["judged"] == 3 * 2  # per unit: the reference and the broken one, shared by both modes
+    # per unit: the reference (also the unit's own reference check) and the broken one, shared by both modes
+    assert info["judged"] == 3 * 2 and info["references"] == 3 and info["references_unverified"] == 0
     assert all(s["ok"] and s["verdict"]["stage"] == "execute" for s in samples[::2]), \
         [s["verdict"] for s in samples[::2] if not s["ok"]]
     assert not any(s["ok"] for s in samples[1::2])
     m = summarize_samples(samples, "c-wat", k=2)
     assert m["pass@1"] == 0.5 and m["pass@2"] == 1.0 and m["passed"] == 6
-    assert m["passed_without_execution"] == 0
-    assert m["assemble_rate"] == pytest.approx(sum(assembled("c-wat", s["verdict"]) for s in samples) / 12, abs=1e-4)
+    assert m["passed_without_running"] == 0 and m["prompts_unverifiable"] == 0
+    assert all(s["reference_verified"] for s in samples)
+    built = sum(s["verdict"]["stage"] == "execute" for s in samples)  # recounted from the stage reached
+    assert m["assemble_rate"] == pytest.approx(built / 12, abs=1e-4)
     assert all(s["verdict"]["counts"]["passed"] == s["verdict"]["counts"]["run"] > 0 for s in samples[::2])
 
 

@@ -50,15 +50,19 @@ class Killed(Exception):
 
 
 def test_select_dedups_per_prompt_and_best_of_k_takes_the_shortest():
-    s = [{"example_id": "a", "ok": True, "code": "(func $f\n  i32.const 1) ;; one"},
-         {"example_id": "a", "ok": True, "code": "(func $f   i32.const 1)"},          # same after normalising
-         {"example_id": "a", "ok": True, "code": "(func $f (local i32) i32.const 1)"},
-         {"example_id": "a", "ok": False, "code": "(func $f)"},
-         {"example_id": "b", "ok": True, "code": "(func $f i32.const 1)"},            # same code, other prompt
-         {"example_id": "c", "ok": False, "code": "x"}]
+    ran = {"ok": True, "counts": {"compiled": True, "run": 4}}
+    s = [{"example_id": "a", "ok": True, "code": "(func $f\n  i32.const 1) ;; one", "verdict": ran},
+         {"example_id": "a", "ok": True, "code": "(func $f   i32.const 1)", "verdict": ran},  # same after normalising
+         {"example_id": "a", "ok": True, "code": "(func $f (local i32) i32.const 1)", "verdict": ran},
+         {"example_id": "a", "ok": False, "code": "(func $f)", "verdict": {"ok": False}},
+         {"example_id": "b", "ok": True, "code": "(func $f i32.const 1)", "verdict": ran},  # same code, other prompt
+         {"example_id": "c", "ok": False, "code": "x", "verdict": {"ok": False}},
+         # ok, but the judge ran no input: never training data
+         {"example_id": "d", "ok": True, "code": "(func $g)", "verdict": {"ok": True, "counts": {"run": 0}}}]
     kept, counts = select(s, "all", "c-wat")
     assert [k["code"] for k in kept] == [s[0]["code"], s[2]["code"], s[4]["code"]]
-    assert counts == {"prompts": 3, "samples": 6, "passing": 4, "prompts_with_pass": 2, "unique": 3, "kept": 3}
+    assert counts == {"prompts": 4, "samples": 7, "passing": 4, "passed_without_running": 1, "prompts_with_pass": 2,
+                      "unique": 3, "kept": 3}
     best, counts = select(s, "best_of_k", "c-wat")
     assert [k["code"] for k in best] == [s[0]["code"], s[4]["code"]]
     assert counts["kept"] == 2

@@ -653,3 +653,49 @@ def test_reference_outcomes_are_kept_packed_and_still_compare(mined):
     v = judge(mined, "sum_array", bad)
     assert not v.ok and v.diagnostics[0].code == "mismatch", v.diagnostics
     assert judge(mined, "sum_array", units["sum_array"]["artifact"] + "\n;; same").ok
+
+
+# ------------------------------------------------------------------ the verdict schema's rates (issue: metrics)
+
+
+def test_a_wat_that_does_not_assemble_is_not_compiled(mined):
+    """check's compile rate once counted every c-wat verdict without an `errors` count as compiled."""
+    from codehone.check import summarize
+
+    good = judge(mined, "clamp_add")
+    bad = judge(mined, "clamp_add", "(func $clamp_add (param i32 i32) (result i32)\n  i32.bogus)")
+    invalid = judge(mined, "clamp_add", "(func $clamp_add (param i32 i32) (result i32)\n  i64.const 1)")
+    assert bad.stage == "assemble" and not bad.ok and invalid.stage in ("assemble", "validate") and not invalid.ok
+    assert good.counts["compiled"] and not bad.counts["compiled"] and not invalid.counts["compiled"]
+    assert bad.counts["errors"] >= 1 and good.counts["errors"] == 0
+    assert summarize([bad], 1.0)["compile_rate"] == 0.0
+    assert summarize([invalid], 1.0)["compile_rate"] == 0.0
+    assert summarize([good, bad], 1.0)["compile_rate"] == 0.5
+
+
+def test_a_pass_that_ran_no_input_is_no_pass(mined):
+    """With no fuel the reference runs no input: ok, but unverified, so never in pass@k nor training data."""
+    from codehone.iterate import select
+    from codehone.passk import summarize_samples
+    from codehone.records import to_dict
+
+    v = to_dict(judge(mined, "clamp_add", fuel=1, explore_runs=0))
+    assert v["ok"] and v["counts"]["run"] == 0, v["counts"]
+    samples = [{"example_id": "e", "ok": True, "code": "(func)", "verdict": v}]
+    m = summarize_samples(samples, "c-wat", k=1)
+    assert m["pass@1"] == 0.0 and m["passed"] == 0 and m["passed_without_running"] == 1
+    kept, counts = select(samples, "all", "c-wat")
+    assert kept == [] and counts["passed_without_running"] == 1
+    # the same unit's reference, run normally, is a verified pass
+    ok = to_dict(judge(mined, "clamp_add"))
+    assert summarize_samples([{"example_id": "e", "ok": True, "code": "(func)", "verdict": ok}], "c-wat", 1)["pass@1"] == 1
+
+
+def test_a_prompt_whose_reference_runs_nothing_is_left_out_of_pass_at_k():
+    from codehone.passk import summarize_samples
+
+    def s(eid, ok, ref_ok):
+        return {"example_id": eid, "ok": ok, "code": "x", "reference_verified": ref_ok,
+                "verdict": {"ok": ok, "stage": "execute", "counts": {"compiled": True, "run": 3}}}
+    m = summarize_samples([s("a", True, True), s("b", False, False)], "c-wat", k=1)
+    assert m["prompts_unverifiable"] == 1 and m["pass@1"] == 1.0  # b's reference is unverifiable: out of pass@k

@@ -267,12 +267,15 @@ def test_kill_and_resume_loses_and_duplicates_nothing(tmp_path):
 
 
 def test_mine_file_api_reports_reasons_per_function(tmp_path):
-    repo = write(tmp_path / "r", {"a.c": "#define twice(x) ((x)*2)\nint twice(int x) { return x + x; }\n"
-                                        "int thrice(int x) { return 3 * x; }\n"})
+    # The file compiles; two of its three functions are lost, each for its own reason (not a file-level one).
+    repo = write(tmp_path / "r", {"a.c": "int thrice(int x) { return 3 * x; }\nvoid nothing(void) {}\n"
+                                        "#if 0\nint hidden(int x) { return x; }\n#endif\n"})
     src = Source(root=repo.resolve(), name="r")
     res = c_wat.mine_file(repo.resolve() / "a.c", src, c_wat.MineOptions())
-    assert res.functions == 2
-    assert [u["name"] for u in res.units] == ["thrice"] or res.file_reason is not None
+    assert res.functions == 3 and res.file_reason is None
+    assert [u["name"] for u in res.units] == ["thrice"]
+    assert dict(res.failures) == {"empty_body": 1, "inactive_preprocessor_branch": 1}
+    assert "nothing" in res.examples["empty_body"] and "hidden" in res.examples["inactive_preprocessor_branch"]
 
 
 def test_git_url_is_shallow_cloned_and_commit_recorded(tmp_path):

@@ -30,8 +30,9 @@ from typing import Any
 from .executors import LocalPool, drop_shared_pool, shared_pool
 from .records import Diagnostic, JsonlError, Verdict, read_jsonl, to_dict, write_text_atomic
 from .targets import NAMES, REGISTRY, TargetError, get
+from .targets.verdict import rates as verdict_rates
 
-JUDGE_VERSION = "3"
+JUDGE_VERSION = "4"  # 4: every judge fills the verdict schema (targets/verdict.py)
 TARGETS = NAMES
 
 
@@ -344,22 +345,16 @@ def summarize(verdicts: Sequence[Verdict], seconds: float) -> dict[str, Any]:
     s: dict[str, Any] = {
         "candidates": n,
         "ok": sum(v.ok for v in verdicts),
-        "pass_rate": round(sum(v.ok for v in verdicts) / n, 4) if n else 0.0,
         "cached": sum(v.cached for v in verdicts),
         "stages": dict(sorted(stages.items())),
         "isolation": sorted({v.isolation for v in verdicts if v.isolation}),
         "seconds": round(seconds, 3),
         "verdicts_per_s": round(n / seconds, 2) if seconds > 0 else None,
     }
-    compiled = [
-        v for v in verdicts if v.stage not in ("parse", "internal") and v.counts.get("errors", 0) == 0
-    ]
-    s["compile_rate"] = round(len(compiled) / n, 4) if n else 0.0
-    for k in ("clippy_warnings", "tests_passed", "tests_failed"):
+    s.update(verdict_rates(verdicts))  # compile_rate, pass_rate (verified passes), lint averages...
+    for k in ("tests_passed", "tests_failed"):
         vals = [v.counts[k] for v in verdicts if isinstance(v.counts.get(k), int)]
-        if vals and k == "clippy_warnings":
-            s["avg_clippy_warnings"] = round(sum(vals) / len(vals), 3)
-        elif vals:
+        if vals:
             s[k] = sum(vals)
     for k in ("idiomatic_score", "doc_rate"):
         vals = [v.scores[k] for v in verdicts if k in v.scores]

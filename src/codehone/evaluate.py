@@ -30,6 +30,7 @@ from typing import Any
 from .passk import pass_at_k, summarize_samples
 from .records import JsonlAppender, JsonlError, read_jsonl, to_dict, write_jsonl_atomic, write_text_atomic
 from .targets import TargetError, get
+from .targets.verdict import verified
 
 __all__ = ["EvalError", "EvalSet", "load_eval_set", "generate_samples", "judge_samples", "run_eval", "pass_at_k"]
 
@@ -219,7 +220,10 @@ def judge_samples(target: str, samples: list[dict], *, units: dict[str, dict] | 
     """Extract the code of each sample (a `completion`) and judge it; fills code, verdict, ok in place.
 
     Identical (code, unit) pairs are judged once. Verdicts keep no timings or cache flag (they would
-    make samples.jsonl differ between identical runs). Returns {"seconds", "judged", "cached"}.
+    make samples.jsonl differ between identical runs). Each unit's own artifact (the reference answer)
+    is judged too: `reference_verified` says whether the judge could exercise it at all (ran a test or
+    input); a prompt whose reference runs nothing is left out of pass@k. Returns {"seconds", "judged",
+    "cached", "references", "references_unverified"}.
     """
     from .check import CheckError, Item, check
     from .extract import extract_code
@@ -239,6 +243,18 @@ def judge_samples(target: str, samples: list[dict], *, units: dict[str, dict] | 
                 raise EvalError(f"sample {s.get('example_id')}: unit {s.get('unit_id')!r} is not in the units")
             keys[key] = len(items)
             items.append(Item(candidate=s["code"], unit=unit))
+    distinct = len(items)
+    refs: dict[str, int] = {}
+    for s in samples:
+        uid = s.get("unit_id")
+        unit = (units or {}).get(uid) if uid is not None else None
+        if unit is not None and uid not in refs and isinstance(unit.get("artifact"), str):
+            same = keys.get((unit["artifact"], uid), keys.get((unit["artifact"].strip(), uid)))
+            if same is not None:  # a sample that is the reference answer: one verdict serves both
+                refs[uid] = same
+                continue
+            refs[uid] = len(items)
+            items.append(Item(candidate=unit["artifact"], unit=unit))
     t0 = time.monotonic()
     try:
         verdicts = check(target, items, jobs=max(1, jobs), cache_dir=cache_dir, options=opts,
@@ -251,7 +267,10 @@ def judge_samples(target: str, samples: list[dict], *, units: dict[str, dict] | 
         v.pop("timings", None)
         v.pop("cached", None)
         s["verdict"], s["ok"] = v, bool(v["ok"])
-    return {"seconds": round(seconds, 3), "judged": len(items), "cached": sum(v.cached for v in verdicts)}
+        if s.get("unit_id") in refs:
+            s["reference_verified"] = verified(verdicts[refs[s["unit_id"]]])
+    return {"seconds": round(seconds, 3), "judged": distinct, "cached": sum(v.cached for v in verdicts),
+            "references": len(refs), "references_unverified": sum(not verified(verdicts[i]) for i in refs.values())}
 
 
 SAMPLE_KEYS = ("example_id", "unit_id", "mode", "k", "messages", "completion", "code", "verdict", "ok",
@@ -319,7 +338,8 @@ def run_eval(model, dataset, *, split: str = "test", k: int = 1, n: int | None =
         "generation": {"tokens": gen["new_tokens"], "samples_generated": gen["generated"],
                        "samples_reused": gen["reused"],
                        "tokens_per_s": gen["tokens_per_s"]},
-        "judge": {"distinct": judged["judged"], "cached": judged["cached"]},
+        "judge": {"distinct": judged["judged"], "cached": judged["cached"], "references": judged["references"],
+                  "references_unverified": judged["references_unverified"]},
         "seconds": {"gen": gen["seconds"], "judge": judged["seconds"]},
         "out": str(out),
     }

@@ -40,6 +40,7 @@ from .dedup import normalize_code
 from .iterate_config import IterateConfig, round_train_cfg
 from .records import read_jsonl, write_jsonl_atomic, write_text_atomic
 from .targets import DEFAULT, get
+from .targets.verdict import verified
 
 
 class IterateError(ValueError):
@@ -78,14 +79,18 @@ def has_model(path: str | Path) -> bool:
 def select(samples: list[dict], keep: str, target: str | None = None) -> tuple[list[dict], dict[str, int]]:
     """The passing samples to train on, and the counts of the selection.
 
+    A sample passes only when its verdict is verified (ok *and* it ran at least one test or
+    input, targets/verdict.py): an answer the judge could not exercise is never training data.
+
     keep=all: every passing sample, one per distinct normalised code per prompt.
     keep=best_of_k: per prompt the passing sample with the shortest normalised code
     (ties: the first drawn), so the model is pushed towards the tersest correct answer.
     """
     by_prompt: dict[str, dict[str, dict]] = {}
-    passing = 0
+    passing = unverified = 0
     for s in samples:
-        if not s.get("ok"):
+        if not (s.get("ok") and verified(s.get("verdict") or {})):
+            unverified += bool(s.get("ok"))
             continue
         passing += 1
         key = s["example_id"]
@@ -100,6 +105,7 @@ def select(samples: list[dict], keep: str, target: str | None = None) -> tuple[l
         "prompts": len({s["example_id"] for s in samples}),
         "samples": len(samples),
         "passing": passing,
+        "passed_without_running": unverified,
         "prompts_with_pass": len(by_prompt),
         "unique": sum(len(c) for c in by_prompt.values()),
         "kept": len(kept),
@@ -281,7 +287,7 @@ class Iterate:
         refs = {str(row.get("id")): row["messages"][-1]["content"] for row in read_jsonl(prompts / "train.jsonl")}
         renamed = 0
         for smp in samples:
-            if smp.get("ok") and smp.get("code"):
+            if smp.get("ok") and verified(smp.get("verdict") or {}) and smp.get("code"):
                 fixed = get(self.target).canonical(smp["code"], refs.get(smp["example_id"], ""))
                 if fixed != smp["code"]:
                     smp["code_as_sampled"], smp["code"], renamed = smp["code"], fixed, renamed + 1

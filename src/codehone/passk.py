@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from .targets import get
+from .targets import verdict as schema
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -31,8 +32,8 @@ def pass_at_k(n: int, c: int, k: int) -> float:
 
 
 def assembled(target: str, verdict: dict) -> bool:
-    """Did the code get through the toolchain (assembled and validated, or compiled)? The target says."""
-    return get(target).compiled(verdict)
+    """Did the code get through the toolchain (assembled and validated, or compiled)? The schema says."""
+    return schema.compiled(verdict)
 
 
 def _rate(num: float, den: float) -> float:
@@ -40,9 +41,11 @@ def _rate(num: float, den: float) -> float:
 
 
 def _pass_block(groups: dict[Any, list[dict]], ks: list[int]) -> dict[str, float]:
+    """pass@k per prompt, averaged; a sample passes only when it was verified (ran a test or input)."""
     out = {}
     for k in ks:
-        vals = [pass_at_k(len(g), sum(s["ok"] for s in g), k) for g in groups.values() if len(g) >= k]
+        vals = [pass_at_k(len(g), sum(schema.verified(s["verdict"]) for s in g), k)
+                for g in groups.values() if len(g) >= k]
         out[f"pass@{k}"] = round(sum(vals) / len(vals), 4) if vals else 0.0
     return out
 
@@ -52,6 +55,12 @@ def summarize_samples(samples: Iterable[dict], target: str, k: int) -> dict[str,
 
     Every sample row has example_id, mode, code, verdict (a dict), ok and, when
     generated, stopped_at_eos. pass@j is averaged over prompts, for j in {1, k}.
+
+    The definitions are the verdict schema's (targets/verdict.py): a sample passes only when
+    its verdict is ok *and* ran at least one test or input; an ok verdict that ran nothing is
+    counted as `passed_without_running`, never as a pass. A prompt whose reference answer
+    itself runs nothing (`reference_verified` False: the judge cannot vouch for any answer to
+    it) is left out of pass@k and counted as `prompts_unverifiable`.
     """
     samples = list(samples)
     by_prompt: dict[Any, list[dict]] = defaultdict(list)
@@ -63,13 +72,16 @@ def summarize_samples(samples: Iterable[dict], target: str, k: int) -> dict[str,
     m: dict[str, Any] = {
         "prompts": len(by_prompt),
         "samples": n_s,
-        "passed": sum(s["ok"] for s in samples),
+        "passed": sum(schema.verified(s["verdict"]) for s in samples),
+        "passed_without_running": sum(schema.passed_without_running(s["verdict"]) for s in samples),
         "compile_rate": _rate(len(built), n_s),
     }
     tgt = get(target)
     if tgt.compile_metric != "compile_rate":
         m[tgt.compile_metric] = m["compile_rate"]
-    m.update(_pass_block(by_prompt, ks))
+    unverifiable = {e for e, g in by_prompt.items() if any(s.get("reference_verified") is False for s in g)}
+    m["prompts_unverifiable"] = len(unverifiable)
+    m.update(_pass_block({e: g for e, g in by_prompt.items() if e not in unverifiable}, ks))
     m["failure_stages"] = dict(sorted(Counter(s["verdict"].get("stage", "?") for s in samples
                                               if not s["ok"]).items()))
     eos = [s["stopped_at_eos"] for s in samples if s.get("stopped_at_eos") is not None]
@@ -81,7 +93,7 @@ def summarize_samples(samples: Iterable[dict], target: str, k: int) -> dict[str,
         m["by_mode"] = {
             mode: {"prompts": len(g), "compile_rate": _rate(sum(assembled(target, s["verdict"]) for ss in g.values()
                                                                  for s in ss), sum(map(len, g.values()))),
-                   **_pass_block(g, ks)}
+                   **_pass_block({e: ss for e, ss in g.items() if e not in unverifiable}, ks)}
             for mode, g in sorted(modes.items())
         }
     m.update(tgt.metric_extras(samples, built))

@@ -13,7 +13,10 @@ What a new target must supply, in `targets/<name>/__init__.py` as `TARGET = Targ
                                      always pass it (`codehone check --units`)
   toolchain_version() -> str         every tool version that can change a verdict (cache key)
 
-and may supply (the defaults are in the dataclass):
+The judge fills the verdict schema of `targets/verdict.py` (compiled, errors, warnings, run,
+passed, failed, timeouts); every rate is computed there from it, never per target.
+
+It may also supply (the defaults are in the dataclass):
 
   miner: Miner                       `codehone mine` for this target (extract units from files)
   templates: TargetTemplates         prompts for build/train/eval/serve (codehone.templates)
@@ -24,8 +27,7 @@ and may supply (the defaults are in the dataclass):
   runs_tests                         the judge runs a file's tests and takes `run_tests=False`
   batch_by_unit                      check hands one unit's candidates to one worker (warm caches)
   warm_worker()                      loads heavy judge state in a pool worker before the first task
-  compiled(verdict) -> bool          did the candidate get through the compiler/assembler
-  compile_metric                     the name eval prints for that rate ("assemble_rate" for WAT)
+  compile_metric                     another name for eval's compile rate ("assemble_rate" for WAT)
   metric_extras(samples, built)      target-only figures of metrics.json
   strip_comments(code)               for iterate's dedup of near-identical answers
   canonical(code, reference)         an answer rewritten as the reference would name it (iterate)
@@ -56,11 +58,6 @@ NAMES = tuple(REGISTRY)
 
 class TargetError(ValueError):
     """An unknown target, or one whose package cannot be loaded; the message is one line."""
-
-
-def default_compiled(verdict: dict) -> bool:
-    """Compiled: the judge got past parsing and the compiler reported no error."""
-    return verdict.get("stage") not in ("parse", "internal") and not (verdict.get("counts") or {}).get("errors")
 
 
 @dataclass(frozen=True)
@@ -102,7 +99,6 @@ class Target:
     runs_tests: bool = True
     batch_by_unit: bool = False
     warm_worker: Callable[[], None] = lambda: None
-    compiled: Callable[[dict], bool] = default_compiled
     compile_metric: str = "compile_rate"
     compile_label: str = "compile rate"
     metric_extras: Callable[[list, list], dict] = lambda _samples, _built: {}

@@ -70,16 +70,6 @@ def toolchain_version() -> str:
     return f"zig {zig.version()} + {wabt.version()} + wasmtime {wt}"
 
 
-def compiled(verdict: dict) -> bool:
-    """Assembled and validated: the judge went on to execute it (or passed)."""
-    return bool(verdict.get("ok")) or verdict.get("stage") == "execute"
-
-
-def metric_extras(samples: list[dict], _built: list[dict]) -> dict:
-    return {"passed_without_execution": sum(
-        s["ok"] and not (s["verdict"].get("counts") or {}).get("executed", False) for s in samples)}
-
-
 _BLOCK_COMMENT = re.compile(r"\(;.*?;\)", re.S)
 _LINE_COMMENT = re.compile(r";;[^\n]*")
 
@@ -194,10 +184,8 @@ TARGET = Target(
     runs_tests=False,
     batch_by_unit=True,
     warm_worker=_warm_worker,
-    compiled=compiled,
     compile_metric="assemble_rate",
     compile_label="assemble rate",
-    metric_extras=metric_extras,
     strip_comments=strip_comments,
     canonical=with_reference_name,
     quickstart_recipe="c-wat-tiny-scratch.yaml",

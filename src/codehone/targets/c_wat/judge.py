@@ -84,6 +84,7 @@ import wasmtime
 
 from ...records import Diagnostic, Verdict
 from ...toolchains import wabt
+from ..verdict import standard_counts
 from . import explore, inputs, memory_diff, scratch, wasm_run, wat, wat_prune
 
 TARGET_EXPORT = "__codehone_target"
@@ -503,9 +504,22 @@ def judge(
     search is done once per unit; 3000/900 caught 40).
     """
     try:
-        return _judge(candidate, unit, Path(modules_dir), tests, seed, fuel, timeout_s, memory_bytes, explore_runs)
+        v = _judge(candidate, unit, Path(modules_dir), tests, seed, fuel, timeout_s, memory_bytes, explore_runs)
     finally:
         wasm_run.release_memory()
+    return with_schema(v)
+
+
+def with_schema(v: Verdict) -> Verdict:
+    """The verdict schema's counts (targets/verdict.py): compiled = assembled and validated (the
+    judge went on to execute, or passed validation with nothing to run); errors = the assembler's
+    or validator's errors; run/passed/failed = differential inputs."""
+    built = v.stage == "execute" or (v.stage == "validate" and v.ok)
+    errors = 0 if built else max(1, sum(d.level == "error" for d in v.diagnostics))
+    c = v.counts
+    v.counts = {**c, **standard_counts(compiled=built, errors=errors, run=c.get("run", 0), passed=c.get("passed", 0),
+                                       failed=c.get("failed", 0), timeouts=c.get("timeouts", 0))}
+    return v
 
 
 def _judge(candidate: str, unit: dict, modules_dir: Path, tests: int, seed: int, fuel: int, timeout_s: float,
@@ -636,7 +650,7 @@ def _execute(ref: Reference, cand: wasm_run.Prepared, unit: dict, tests: int, se
     hot = _hot_outcomes(ref)
     total = len(all_inputs)
     counts = {"tests": total, "explored": total - len(base_inputs), "typed": len(base_inputs) - tests,
-              "run": 0, "passed": 0, "failed": 0, "skipped": 0,
+              "run": 0, "passed": 0, "failed": 0, "skipped": 0, "timeouts": 0,
               "reference_traps": 0, "pointer_params": sum(p.kind in ("ptr", "str") for p in params),
               "ambiguous_params": sum(p.kind == "ambiguous" for p in params), "executed": True}
     for i, inp in enumerate(all_inputs):
@@ -657,6 +671,7 @@ def _execute(ref: Reference, cand: wasm_run.Prepared, unit: dict, tests: int, se
             r = hot[key] = memory_diff.unpack(r, _start(ref, inp))
         if r.kind in ("fuel", "timeout", "error"):
             counts["skipped"] += 1
+            counts["timeouts"] += r.kind == "timeout"
             continue
         counts["run"] += 1
         if r.kind in ("trap", "exit"):
@@ -672,6 +687,7 @@ def _execute(ref: Reference, cand: wasm_run.Prepared, unit: dict, tests: int, se
             counts["passed"] += 1
             continue
         counts["failed"] += 1
+        counts["timeouts"] += c.kind == "timeout"
         if c.kind == "fuel":
             why = f"{why} (the reference used {r.fuel_used} instructions; the candidate was allowed {budget})"
         args = ", ".join(f"{k}={_fmt(wasm_run._norm(a))}" for k, a in zip(kinds, inp.args, strict=True))

@@ -28,6 +28,7 @@ from typing import Any
 from ... import sandbox
 from ...records import Diagnostic, Verdict
 from ...toolchains import rust as tc
+from ..verdict import standard_counts
 from . import metrics as rust_metrics
 
 _TEST_LINE = re.compile(r"^test (\S+) \.\.\. (ok|FAILED|ignored)", re.M)
@@ -142,16 +143,24 @@ def judge(
         bucket = clippy if code.startswith("clippy::") else rustc_w
         key = code.removeprefix("clippy::")
         bucket[key] = bucket.get(key, 0) + 1
+    killed = bool(res.timed_out or res.killed_by)
+    built = not killed and res.ok and not errors
     counts.update(
-        errors=len(errors),
         clippy_warnings=sum(clippy.values()),
         clippy=clippy,
         rustc_warnings=sum(rustc_w.values()),
         rustc_lints=rustc_w,
     )
+    # The schema: a killed or timed-out rustc compiled nothing; a failure with no JSON error is one error.
+    counts.update(standard_counts(
+        compiled=built,
+        errors=len(errors) or (0 if built or killed else 1),
+        warnings=sum(clippy.values()) + sum(rustc_w.values()) if built else 0,
+        timeouts=int(bool(res.timed_out)),
+    ))
     diags = [_to_diag(d) for d in errors + warnings]
-    if res.timed_out or res.killed_by or not res.ok or errors:
-        if res.timed_out or res.killed_by:
+    if not built:
+        if killed:
             diags.insert(0, Diagnostic(f"compiler killed ({res.killed_by})", code="sandbox", level="error"))
         elif not errors:
             diags.insert(
@@ -218,7 +227,8 @@ def judge(
     # finished is the one that hung or crashed the binary, and counts as failed.
     finished = {name for name, _ in results}
     hung = [n for n in _TEST_START.findall(res.stdout) if n not in finished]
-    counts.update(tests_passed=passed, tests_failed=failed + len(hung))
+    counts.update(tests_passed=passed, tests_failed=failed + len(hung), run=passed + failed + len(hung),
+                  passed=passed, failed=failed + len(hung), timeouts=counts["timeouts"] + int(bool(res.timed_out)))
     ok = res.ok and failed == 0 and not hung and bool(_TEST_SUMMARY.search(res.stdout))
     if not ok:
         why = {m.group(1): m.group(2).strip() for m in _FAILURE.finditer(res.stdout)}

@@ -41,6 +41,7 @@ from typing import Any
 from ... import sandbox
 from ...records import Diagnostic, Verdict
 from ...toolchains import zig as tc
+from ..verdict import standard_counts
 
 SRC = "candidate.zig"
 _DIAG = re.compile(
@@ -292,12 +293,16 @@ def judge(
 ) -> Verdict:
     """Judge one Zig file. `zig_jobs` threads per compile: parallelism comes from `check -j`."""
     timings: dict[str, float] = {}
-    counts: dict[str, Any] = {"tests_passed": 0, "tests_failed": 0, "tests_skipped": 0}
+    counts: dict[str, Any] = {"tests_passed": 0, "tests_failed": 0, "tests_skipped": 0,
+                              **standard_counts(compiled=False)}
     readable = [str(tc.zig_dir())]
     zig = tc.zig_exe()
 
-    def verdict(ok: bool, stage: str, diags: list[Diagnostic], level: str) -> Verdict:
-        counts["errors"] = sum(1 for d in diags if d.level == "error")
+    def verdict(ok: bool, stage: str, diags: list[Diagnostic], level: str, killed: bool = False) -> Verdict:
+        if stage in ("parse", "compile") and not counts["compiled"] and not killed:
+            counts["errors"] = sum(1 for d in diags if d.level == "error")  # compiler errors only, never a test's
+        counts.update(run=counts["tests_passed"] + counts["tests_failed"], passed=counts["tests_passed"],
+                      failed=counts["tests_failed"])
         return Verdict(
             ok=ok,
             stage=stage,
@@ -320,6 +325,7 @@ def judge(
         isolation=isolation,
     )
     timings["parse"] = round(res.seconds, 4)
+    counts["timeouts"] += int(bool(res.timed_out))
     if not res.ok:
         diags = _diagnostics(res.stderr) or [
             Diagnostic(
@@ -348,12 +354,14 @@ def judge(
     finally:
         wc.restore()
     timings["compile"] = round(time.monotonic() - t0, 4)
+    counts["timeouts"] += int(bool(res.timed_out))
     if not res.ok or (with_tests and "tests.bin" not in res.files):
         diags = _diagnostics(res.stderr, candidate.count("\n") + 1)
         if not diags or res.killed_by:
             why = f"compiler killed ({res.killed_by})" if res.killed_by else res.stderr.strip()[-500:]
             diags.insert(0, Diagnostic(why or "compile failed", code="zig", level="error"))
-        return verdict(False, "compile", diags, res.isolation)
+        return verdict(False, "compile", diags, res.isolation, killed=bool(res.killed_by or res.timed_out))
+    counts["compiled"] = True
     if not with_tests:
         return verdict(True, "compile", [], res.isolation)
 
@@ -369,6 +377,7 @@ def judge(
         readonly_work=True,
     )
     timings["test_run"] = round(res.seconds, 4)
+    counts["timeouts"] += int(bool(res.timed_out))
     out = res.stderr + "\n" + res.stdout
     tc_counts = _test_counts(out)
     diags: list[Diagnostic] = []
