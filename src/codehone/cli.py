@@ -8,17 +8,10 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
-from rich.table import Table
+from rich.markup import escape
 
 from . import __version__
+from . import cli_display as show
 from .targets import DEFAULT as DEFAULT_TARGET
 from .targets import NAMES as TARGET_NAMES
 from .targets import with_miner
@@ -104,49 +97,12 @@ def mine(
         srcs = default_corpus(target)
         console.print(f"no sources given: mining the bundled default corpus ({miner.corpus_description}, "
                       f"{srcs[0].root.parent})")
-    cfg = MineConfig(
-        target=target,
-        jobs=jobs,
-        walk=WalkOptions(
-            max_bytes=max_kb * 1024,
-            include_tests=include_tests,
-            include_benches=include_benches,
-            include_examples=include_examples,
-            include_vendor=include_vendor,
-        ),
-        opts=miner.options(opt_level=opt, timeout_s=timeout, include_dirs=list(include or []),
-                           defines=list(define or [])),
-        limit_files=limit,
-    )
-    progress = Progress(
-        TextColumn("[bold]mine[/]"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("files · {task.fields[rate]} files/s · [green]{task.fields[units]}[/] units"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=console,
-        transient=False,
-    )
-    import time
-
-    t0 = time.monotonic()
-    state = {"task": None, "start_done": 0}
-
-    def on_total(n: int) -> None:
-        state["task"] = progress.add_task("mine", total=n, units=0, rate="-")
-
-    def on_progress(files: int, units: int, _new: int) -> None:
-        if state["task"] is None:
-            return
-        if state["start_done"] == 0 and files and _new == 0 and time.monotonic() - t0 < 0.5:
-            state["start_done"] = files
-        dt = time.monotonic() - t0
-        rate = f"{(files - state['start_done']) / dt:.1f}" if dt > 0 else "-"
-        progress.update(state["task"], completed=files, units=units, rate=rate)
-
+    walk = WalkOptions(max_bytes=max_kb * 1024, include_tests=include_tests, include_benches=include_benches,
+                       include_examples=include_examples, include_vendor=include_vendor)
+    opts = miner.options(opt_level=opt, timeout_s=timeout, include_dirs=list(include or []), defines=list(define or []))
+    cfg = MineConfig(target=target, jobs=jobs, walk=walk, opts=opts, limit_files=limit)
     try:
-        with progress:
+        with show.mine_progress(console) as (on_total, on_progress):
             stats = run_mine(srcs, out, cfg, progress=on_progress, on_total=on_total,
                              on_status=lambda m: console.print(f"[dim]{m}[/]"))
     except KeyboardInterrupt:
@@ -156,35 +112,7 @@ def mine(
         fail(str(e))
     except OSError as e:
         fail(f"{e.filename or ''}: {e.strerror or e}")
-    _print_mine_summary(stats, out, explain)
-
-
-def _print_mine_summary(stats: dict, out: Path, explain: bool) -> None:
-    t = Table(title=f"codehone mine → {out}", show_header=False)
-    t.add_row("files seen", str(stats["files_seen"]))
-    t.add_row("files mined", f"{stats['files_mined']} ({stats['files_resumed']} already done before this run)")
-    t.add_row("files skipped", ", ".join(f"{k}={v}" for k, v in sorted(stats["files_skipped"].items())) or "0")
-    t.add_row("files failed to compile", ", ".join(f"{k}={v}" for k, v in stats["files_failed"].items()) or "0")
-    t.add_row("non-UTF-8 files (decoded with replacement)", str(stats["files_non_utf8"]))
-    t.add_row("functions found", str(stats["functions_found"]))
-    t.add_row("functions compiled", str(stats["functions_compiled"]))
-    t.add_row("exact duplicates dropped", str(stats["exact_duplicates"]))
-    t.add_row("units written", f"[bold green]{stats['units_written']}[/]")
-    t.add_row("yield (units / functions)", f"{stats['yield'] * 100:.1f}%")
-    t.add_row("seconds", f"{stats['seconds']}")
-    if stats.get("functions_per_second"):
-        t.add_row("functions/s", str(stats["functions_per_second"]))
-    console.print(t)
-    reasons = stats["failure_reasons"]
-    if reasons:
-        top = ", ".join(f"{k}={v}" for k, v in list(reasons.items())[:5])
-        console.print(f"functions lost, by reason: {top}" + ("" if explain else "  (--explain for examples)"))
-    if explain and reasons:
-        console.print("[bold]why functions were lost[/] (top reasons, functions lost, one example each):")
-        for r, n in list(reasons.items())[:10]:
-            example = stats["failure_examples"].get(r, "")
-            console.print(f"  {r} ({n}): {example}", soft_wrap=True, highlight=False, markup=False)
-    print(json.dumps({k: stats[k] for k in ("functions_found", "units_written", "yield", "seconds")}))
+    show.print_mine_summary(console, stats, out, explain)
 
 
 @app.command()
@@ -210,40 +138,19 @@ def build(
     """
     import time
 
-    from rich.markup import escape
-
     from .config import ConfigError, load_build_config
     from .dataset import BuildError, run_build
-
-    def fail(msg: str) -> None:  # one line however long (paths), and no markup read from the message
-        console.print(f"[bold red]error:[/] {escape(msg)}", soft_wrap=True, highlight=False)
-        raise typer.Exit(2)
 
     try:
         cfg = load_build_config(recipe, sets or [])
         t0 = time.monotonic()
         stats = run_build(units or [], out, cfg, force=force,
                           log=lambda m: console.print(f"[yellow]note:[/] {escape(m)}", soft_wrap=True, highlight=False))
-    except (ConfigError, BuildError) as e:
-        fail(str(e))
+    except (ConfigError, BuildError) as e:  # one line however long (paths), and no markup read from the message
+        fail(escape(str(e)))
     except OSError as e:
-        fail(f"{e.filename or ''}: {e.strerror or e}")
-    dt = time.monotonic() - t0
-    d, sp = stats["dedup"], stats["split"]
-    t = Table(title=f"codehone build → {out}" + (" (up to date)" if stats.get("up_to_date") else ""),
-              show_header=False)
-    t.add_row("units in", str(stats["units_in"]))
-    t.add_row("malformed lines skipped", str(stats["inputs"]["malformed"]))
-    t.add_row("filtered", ", ".join(f"{k}={v}" for k, v in stats["filtered"].items()) or "0")
-    t.add_row("exact / near duplicates", f"{d['exact_duplicates']} / {d['near_duplicates']}")
-    t.add_row("decontaminated", str(stats["decontam"]["dropped"]))
-    t.add_row("examples dropped for length", ", ".join(f"{k}={v}" for k, v in stats["examples_filtered"].items()) or "0")
-    t.add_row(f"split (by {sp['group_by']})", ", ".join(f"{s}={n}" for s, n in sp["units"].items()) + " units; "
-              + ", ".join(f"{s}={n}" for s, n in sp["examples"].items()) + " examples")
-    t.add_row("seconds", f"{dt:.2f} ({stats['units_in'] / dt:.0f} units/s)" if dt > 0 else "-")
-    console.print(t)
-    print(json.dumps({"units_in": stats["units_in"], "units_out": stats["units_out"], "examples": sp["examples"],
-                      "seconds": round(dt, 3)}))
+        fail(escape(f"{e.filename or ''}: {e.strerror or e}"))
+    show.print_build_summary(console, stats, out, time.monotonic() - t0)
 
 
 @app.command()
@@ -279,7 +186,6 @@ def check(
 
     from .check import CheckError, load_candidates, load_units, summarize
     from .check import check as run_check
-    from .records import write_jsonl_atomic
     from .targets import TargetError, get
 
     try:
@@ -288,85 +194,54 @@ def check(
         fail(str(e))
     if jobs < 0:
         fail("--jobs must be 0 (all cores) or more")
-    jobs = jobs or os.cpu_count() or 1
-    options: dict = {}
-    if no_tests and tgt.runs_tests:
-        options["run_tests"] = False
-    if timeout is not None:
-        options["timeout_s"] = timeout
     try:
         unit_map = load_units(units) if units else None
-        if tgt.needs_modules:
-            mdir = modules or (units.parent / "modules" if units else None)
-            if mdir is not None:
-                if not mdir.is_dir():
-                    fail(f"reference modules folder not found: {mdir}")
-                options["modules_dir"] = str(mdir)
+        options = _judge_options(tgt, no_tests, timeout, units, modules)
         items = load_candidates(path, unit_map)
         if not items:
             fail(f"{path}: no candidates")
-        progress = Progress(
-            TextColumn(f"[bold]check {target}[/]"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("[green]{task.fields[ok]}[/] ok · {task.fields[cached]} cached"),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-            console=console,
-            transient=False,
-            disable=len(items) < 2,
-        )
-        state = {"ok": 0, "cached": 0}
         t0 = time.monotonic()
-        with progress:
-            task = progress.add_task("check", total=len(items), ok=0, cached=0)
-
-            def on_progress(done: int, total: int, v) -> None:
-                state["ok"] += v.ok
-                state["cached"] += v.cached
-                progress.update(task, completed=done, ok=state["ok"], cached=state["cached"])
-
-            verdicts = run_check(target, items, jobs=jobs, cache_dir=False if no_cache else cache,
-                                 options=options, units=unit_map, progress=on_progress)
+        with show.check_progress(console, target, len(items)) as on_progress:
+            verdicts = run_check(target, items, jobs=jobs or os.cpu_count() or 1,
+                                 cache_dir=False if no_cache else cache, options=options, units=unit_map,
+                                 progress=on_progress)
         seconds = time.monotonic() - t0
     except CheckError as e:
         fail(str(e))
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/]: verdicts judged so far are cached; run again to resume.")
         raise typer.Exit(130) from None
-    from .records import to_dict
-
-    rows = []
-    for i, (it, v) in enumerate(zip(items, verdicts, strict=True)):
-        rows.append({"index": i, **(it.meta or {}), "verdict": to_dict(v)})
-    if out:
-        write_jsonl_atomic(out, rows)
+    rows = _verdict_rows(items, verdicts, out)
     summary = summarize(verdicts, seconds)
-    _print_check_summary(target, summary, verdicts if len(verdicts) == 1 else [])
-    if not out:
-        for r in rows if len(rows) <= 20 else []:
-            print(json.dumps(r, ensure_ascii=False, sort_keys=True))
-    print(json.dumps(summary, sort_keys=True))
+    show.print_check_results(console, target, rows, verdicts, summary, to_file=bool(out))
     raise typer.Exit(0 if summary["ok"] == summary["candidates"] else 1)
 
 
-def _print_check_summary(target: str, s: dict, single: list) -> None:
-    t = Table(title=f"codehone check --target {target}", show_header=False)
-    t.add_row("candidates", str(s["candidates"]))
-    t.add_row("passed", f"[bold green]{s['ok']}[/] ({s['pass_rate'] * 100:.1f}%)")
-    t.add_row("compile rate", f"{s['compile_rate'] * 100:.1f}%")
-    t.add_row("stage reached", ", ".join(f"{k}={v}" for k, v in s["stages"].items()))
-    for k in ("avg_clippy_warnings", "avg_idiomatic_score", "avg_doc_rate", "tests_passed", "tests_failed"):
-        if k in s:
-            t.add_row(k.replace("_", " "), str(s[k]))
-    t.add_row("from cache", str(s["cached"]))
-    t.add_row("isolation", ", ".join(s["isolation"]) or "-")
-    t.add_row("seconds", f"{s['seconds']} ({s['verdicts_per_s']} verdicts/s)")
-    console.print(t)
-    for v in single:
-        for d in v.diagnostics[:10]:
-            where = f"line {d.line}: " if d.line else ""
-            console.print(f"  {d.level} [{d.code or '-'}] {where}{d.message}", highlight=False, soft_wrap=True)
+def _judge_options(tgt, no_tests: bool, timeout: float | None, units: Path | None, modules: Path | None) -> dict:
+    """check's options for the judge: --no-tests, --timeout, and the reference modules folder if it needs one."""
+    options: dict = {}
+    if no_tests and tgt.runs_tests:
+        options["run_tests"] = False
+    if timeout is not None:
+        options["timeout_s"] = timeout
+    if tgt.needs_modules:
+        mdir = modules or (units.parent / "modules" if units else None)
+        if mdir is not None:
+            if not mdir.is_dir():
+                fail(f"reference modules folder not found: {mdir}")
+            options["modules_dir"] = str(mdir)
+    return options
+
+
+def _verdict_rows(items: list, verdicts: list, out: Path | None) -> list[dict]:
+    """One row per candidate (its index, its meta, its verdict), written to OUT when given."""
+    from .records import to_dict, write_jsonl_atomic
+
+    rows = [{"index": i, **(it.meta or {}), "verdict": to_dict(v)}
+            for i, (it, v) in enumerate(zip(items, verdicts, strict=True))]
+    if out:
+        write_jsonl_atomic(out, rows)
+    return rows
 
 
 @app.command()
@@ -383,49 +258,23 @@ def train(
     too-long examples dropped with a count; eval loss and sample generations every eval_every steps;
     exact --resume; metrics.jsonl, TensorBoard (tb/) and loss.png; a Hugging Face folder at the end.
     """
-    from rich.markup import escape
-
     from .config import ConfigError, load_train_config
     from .train.run import TrainError, run_train
-
-    def say(m: str) -> None:
-        console.print(f"[dim]{escape(m)}[/]", soft_wrap=True, highlight=False)
 
     try:
         cfg = load_train_config(recipe, sets or [])
     except ConfigError as e:
         fail(escape(str(e)))
-    progress = Progress(
-        TextColumn("[bold]train[/]"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("loss {task.fields[loss]} · eval {task.fields[ev]} · {task.fields[tps]} tok/s"),
-        TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=False,
-    )
-    state: dict = {}
-
-    def factory(total: int, start: int):
-        state["task"] = progress.add_task("train", total=total, completed=start, loss="-", ev="-", tps="-")
-        progress.start()
-
-        def update(step: int, loss: float, tps: float, ev: float | None) -> None:
-            progress.update(state["task"], completed=step, loss=f"{loss:.3f}", tps=f"{tps:,.0f}",
-                            ev="-" if ev is None else f"{ev:.3f}")
-        return update
-
     try:
-        summary = run_train(cfg, resume=resume, log=lambda m: progress.console.print(
-            f"[dim]{escape(m)}[/]", soft_wrap=True, highlight=False) if progress.live.is_started else say(m),
-            progress_factory=factory, merge=merge)
+        with show.train_progress(console) as (factory, log):
+            summary = run_train(cfg, resume=resume, log=log, progress_factory=factory, merge=merge)
     except TrainError as e:
-        progress.stop()
         fail(escape(str(e)))
     except KeyboardInterrupt:
-        progress.stop()
         console.print("[yellow]interrupted[/]: rerun with --resume to continue from the last checkpoint.")
         raise typer.Exit(130) from None
     except OSError as e:
-        progress.stop()
         fail(escape(f"{e.filename or ''}: {e.strerror or e}"))
-    progress.stop()
     print(json.dumps(summary))
 
 
@@ -446,8 +295,6 @@ def quickstart(
     OUT/report.html: what was mined, the dataset card figures, the loss curve, pass rates before and
     after the iterate round, three samples with the judge's verdicts. Rerun to resume after a kill.
     """
-    from rich.markup import escape
-
     from .quickstart import QuickstartError, run_quickstart
 
     try:
@@ -461,48 +308,6 @@ def quickstart(
         raise typer.Exit(130) from None
     console.print(f"[bold green]done[/] in {state['wall_seconds'] / 60:.1f} min: {out / 'report.md'} and "
                   f"{out / 'report.html'}")
-
-
-def _stage_progress():
-    """A rich progress bar factory for the loops: `(what, train=False)` → an eval or a train progress callback."""
-    progress = Progress(TextColumn("[bold]{task.description}[/]"), BarColumn(), MofNCompleteColumn(),
-                        TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-                        console=console, transient=True)
-
-    def make(what: str, train: bool = False):
-        if not progress.live.is_started:
-            progress.start()
-        if train:
-            def factory(total: int, start: int):
-                task = progress.add_task(what, total=total, completed=start, info="")
-
-                def update(step: int, loss: float, tps: float, ev: float | None) -> None:
-                    ev_s = "-" if ev is None else f"{ev:.3f}"
-                    progress.update(task, completed=step, info=f"loss {loss:.3f} · eval {ev_s} · {tps:,.0f} tok/s")
-                return update
-            return factory
-        tasks: dict = {}
-
-        def update(phase: str, done: int, total: int) -> None:  # eval's progress: ("generate" | "judge", done, total)
-            if phase not in tasks:
-                tasks[phase] = progress.add_task(what, total=total, info=phase)
-            progress.update(tasks[phase], completed=done, total=total)
-        return update
-    return progress, make
-
-
-def _wide() -> Console:
-    """The console for wide tables: a log file (not a terminal) gets the whole table, not 80 squeezed columns."""
-    return console if console.is_terminal else Console(stderr=True, width=220)
-
-
-def _say(progress):
-    from rich.markup import escape
-
-    def say(m: str) -> None:
-        target = progress.console if progress.live.is_started else console
-        target.print(f"[dim]{escape(m)}[/]", soft_wrap=True, highlight=False)
-    return say
 
 
 @app.command()
@@ -522,10 +327,8 @@ def iterate(
     Kill it at any time and rerun the same command: finished rounds are kept, a half-done one is redone.
     Writes OUT/rounds.json, rounds.md and rounds.png.
     """
-    from rich.markup import escape
-
     from .config import ConfigError
-    from .iterate import COLUMNS, IterateError, fmt, run_iterate
+    from .iterate import IterateError, run_iterate
     from .iterate_config import load_iterate_config
 
     try:
@@ -533,39 +336,16 @@ def iterate(
     except ConfigError as e:
         fail(escape(str(e)))
     out = out or Path(f"{base.out}-iterate")
-    progress, make = _stage_progress()
-    say = _say(progress)
-
-    def on_round(d: dict) -> None:
-        m = d.get("metrics") or {}
-        c = d.get("counts") or {}
-        bits = [f"{k}={fmt(v)}" for k, v in m.items() if k in ("assemble_rate", "pass@1") or k == cfg.metric]
-        if c:
-            bits.insert(0, f"passing {c.get('passing')}/{c.get('samples')}, kept {c.get('kept')}")
-        say(f"round {d['round']} done ({d['status']}): " + ", ".join(bits))
-
     try:
-        summary = run_iterate(cfg, base, out, rounds, log=say, progress=make, on_round=on_round)
+        with show.loop_progress(console) as (make, say):
+            summary = run_iterate(cfg, base, out, rounds, log=say, progress=make,
+                                  on_round=show.round_reporter(say, cfg.metric))
     except (IterateError, ConfigError, ValueError) as e:
-        progress.stop()
         fail(escape(str(e)))
     except KeyboardInterrupt:
-        progress.stop()
         console.print("[yellow]interrupted[/]: finished rounds are kept; run the same command again to resume.")
         raise typer.Exit(130) from None
-    progress.stop()
-    t = Table(title=f"codehone iterate → {out} ({summary['metric']})")
-    k = next((r["k"] for r in summary["rounds"] if r.get("k")), "pass@k")
-    for c in COLUMNS:
-        t.add_column(k if c == "pass@k" else c, justify="right" if c not in ("init", "status") else "left")
-    for r in summary["rounds"]:
-        t.add_row(*(fmt(r[c]) for c in COLUMNS))
-    _wide().print(t)
-    b = summary["best"]
-    console.print(f"best: round {b['round']} ({summary['metric']} {b[summary['metric']]:.4f}) → {b['model']}")
-    if summary["stopped"]:
-        console.print(f"[yellow]stopped:[/] {escape(summary['stopped'])}", soft_wrap=True, highlight=False)
-    print(json.dumps({"rounds": len(summary["rounds"]) - 1, "best": b, "stopped": summary["stopped"]}))
+    show.print_iterate_summary(console, summary, out)
 
 
 @app.command()
@@ -583,11 +363,9 @@ def sweep(
     sorted by the sweep's metric (default pass@1), ties broken by the lower eval loss, and names the winner.
     budget_minutes stops starting new trials. Kill it and rerun the same command: finished trials are kept.
     """
-    from rich.markup import escape
-
     from .config import ConfigError, load_train_config
     from .iterate_config import load_sweep_config
-    from .sweep import SweepError, leaderboard_rows, run_sweep
+    from .sweep import SweepError, run_sweep
 
     try:
         cfg = load_sweep_config(recipe, sweep_file)
@@ -595,38 +373,16 @@ def sweep(
     except ConfigError as e:
         fail(escape(str(e)))
     out = out or Path(f"{base.out}-sweep")
-    progress, make = _stage_progress()
-    say = _say(progress)
-
-    def on_trial(t: dict) -> None:
-        m = (t.get("metrics") or {}).get(cfg.metric)
-        say(f"trial {t['trial']} done ({t['status']}): {cfg.metric}={m if m is None else round(m, 4)}, "
-            f"eval loss {t.get('eval_loss')}")
-
     try:
-        board = run_sweep(recipe, cfg, out, sets or [], log=say, progress=make, on_trial=on_trial)
+        with show.loop_progress(console) as (make, say):
+            board = run_sweep(recipe, cfg, out, sets or [], log=say, progress=make,
+                              on_trial=show.trial_reporter(say, cfg.metric))
     except (SweepError, ConfigError, ValueError) as e:
-        progress.stop()
         fail(escape(str(e)))
     except KeyboardInterrupt:
-        progress.stop()
         console.print("[yellow]interrupted[/]: finished trials are kept; run the same command again to resume.")
         raise typer.Exit(130) from None
-    progress.stop()
-    head, rows = leaderboard_rows(board, list(cfg.params))
-    t = Table(title=f"codehone sweep → {out} (by {board['metric']})")
-    for h in head:
-        t.add_column(h)
-    for r in rows:
-        t.add_row(*(escape(x) for x in r))
-    _wide().print(t)
-    w = board["winner"]
-    if w:
-        console.print(f"[bold green]winner:[/] trial {w['trial']} "
-                      f"({escape(', '.join(f'{k}={v}' for k, v in w['params'].items()))}) → {w['model']}")
-    if board["budget_stop"]:
-        console.print(f"[yellow]{escape(board['budget_stop'])}[/]")
-    print(json.dumps({"winner": w, "finished": board["finished"], "planned": board["planned"]}))
+    show.print_sweep_summary(console, board, list(cfg.params), out)
 
 
 @app.command()
@@ -686,6 +442,17 @@ def _set_threads(n: int) -> int:
     return n
 
 
+def _serve_units(units: Path | None) -> tuple[dict, Path | None]:
+    """mcp/chat --units (a units.jsonl or a mine folder) → the unit map and the modules/ folder beside it."""
+    from .check import load_units
+    from .serve.docs_index import units_file
+
+    if units is None:
+        return {}, None
+    uf = units_file(units)
+    return load_units(uf), uf.parent / "modules"
+
+
 @app.command()
 def mcp(
     model: Path = typer.Argument(..., help="An HF folder, a PEFT adapter, a `codehone train` output folder, "
@@ -704,10 +471,10 @@ def mcp(
     threads: int = typer.Option(0, "--threads", help="torch CPU threads (0 = the cores the load average leaves free)."),
 ) -> None:
     """An MCP server (official SDK): generate, check, suggest_fix (verified fixes only), get_docs. Stateless calls."""
-    from .check import CheckError, load_units
+    from .check import CheckError
     from .serve import ServeError
     from .serve.backends import load_backend
-    from .serve.docs_index import DocsIndex, units_file
+    from .serve.docs_index import DocsIndex
     from .serve.mcp_server import Toolbox, build_server
     from .serve.prompts import check_target
 
@@ -716,10 +483,7 @@ def mcp(
     n_threads = _set_threads(threads)
     try:
         check_target(target)
-        unit_map, modules_dir = {}, None
-        if units is not None:
-            uf = units_file(units)
-            unit_map, modules_dir = load_units(uf), uf.parent / "modules"
+        unit_map, modules_dir = _serve_units(units)
         index = DocsIndex.open(docs or (units if units is not None else None)) if (docs or units) else None
         tb = Toolbox(load_backend(model, backend, n_threads), target=target, units=unit_map, modules_dir=modules_dir,
                      docs=index, max_tokens=max_tokens)
@@ -749,11 +513,10 @@ def chat(
     threads: int = typer.Option(0, "--threads", help="torch CPU threads (0 = the cores the load average leaves free)."),
 ) -> None:
     """Chat with the model in the terminal (history kept; /check judges the last code block, /reset, /exit)."""
-    from .check import CheckError, load_units
+    from .check import CheckError
     from .serve import ServeError
     from .serve.backends import load_backend
     from .serve.chat import ChatSession, repl
-    from .serve.docs_index import units_file
     from .serve.mcp_server import Toolbox
     from .serve.prompts import check_target
 
@@ -762,10 +525,7 @@ def chat(
     n_threads = _set_threads(threads)
     try:
         check_target(target)
-        unit_map, modules_dir = {}, None
-        if units is not None:
-            uf = units_file(units)
-            unit_map, modules_dir = load_units(uf), uf.parent / "modules"
+        unit_map, modules_dir = _serve_units(units)
         tb = Toolbox(load_backend(model, backend, n_threads), target=target, units=unit_map, modules_dir=modules_dir,
                      max_tokens=max_tokens)
         session = ChatSession(tb, max_tokens=max_tokens, temperature=temperature, system=system)
@@ -803,7 +563,6 @@ def export(
     ends with a parity check against the source on fixed prompts (max |logit diff| and greedy tokens),
     printed and stored as OUT/parity.json. Exit code 1 when the export was written but parity failed.
     """
-    from rich.markup import escape
     from transformers.utils import logging as hf_logging
 
     from .export import export as run_export
@@ -811,21 +570,15 @@ def export(
     from .export.source import ExportError
 
     hf_logging.disable_progress_bar()  # per-file loading bars would bury the export's own lines
-    with console.status(f"export {to}") as status:
-        def log(m: str) -> None:
-            status.update(f"[bold]export {escape(to)}[/]: {escape(m)}")
-            console.print(f"[dim]{escape(m)}[/]", soft_wrap=True, highlight=False)
-
-        try:
+    try:
+        with show.export_status(console, to) as log:
             rec = run_export(model, to, out, quant=quant, llama_cpp=llama_cpp, overwrite=overwrite,
                              parity_tokens=parity_tokens, log=log)
-        except (ExportError, RuntimeLoadError) as e:
-            fail(escape(str(e)))
-        except OSError as e:
-            fail(escape(f"{e.filename or ''}: {e.strerror or e}"))
-    console.print(("[green]" if rec["parity_passed"] else "[bold red]") + escape(rec["summary"]) + "[/]",
-                  soft_wrap=True, highlight=False)
-    print(json.dumps({k: rec[k] for k in ("format", "quant", "out", "info", "parity", "seconds")}))
+    except (ExportError, RuntimeLoadError) as e:
+        fail(escape(str(e)))
+    except OSError as e:
+        fail(escape(f"{e.filename or ''}: {e.strerror or e}"))
+    show.print_export_result(console, rec)
     if not rec["parity_passed"]:
         raise typer.Exit(1)
 
@@ -861,24 +614,7 @@ def eval_(
     """
     import os
 
-    from rich.markup import escape
-
     from .evaluate import EvalError, run_eval
-
-    progress = Progress(
-        TextColumn("[bold]{task.description}[/]"), BarColumn(), MofNCompleteColumn(),
-        TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=False,
-    )
-    tasks: dict[str, int] = {}
-
-    def on_progress(phase: str, done: int, total: int) -> None:
-        if phase not in tasks:  # started on first use, so an early error prints no empty bar
-            progress.start()
-            tasks[phase] = progress.add_task(phase, total=total)
-        progress.update(tasks[phase], completed=done, total=total)
-
-    def say(m: str) -> None:
-        progress.console.print(f"[dim]{escape(m)}[/]", soft_wrap=True, highlight=False)
 
     if jobs < 0:
         fail("--jobs must be 0 (all cores) or more")
@@ -889,13 +625,11 @@ def eval_(
     # within its own (sampling.RowLimit); a warning about every batch would be noise too.
     hf_logging.set_verbosity_error()
     try:
-        try:
+        with show.eval_progress(console) as (on_progress, say):
             metrics = run_eval(model, dataset, split=split, k=k, n=n, limit=limit, seed=seed,
                                temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens,
                                batch_size=batch_size, jobs=jobs or os.cpu_count() or 1, modules=modules, out=out,
                                history=not no_history, log=say, progress=on_progress)
-        finally:
-            progress.stop()
     except EvalError as e:
         fail(escape(str(e)))
     except KeyboardInterrupt:
@@ -903,44 +637,7 @@ def eval_(
         raise typer.Exit(130) from None
     except OSError as e:
         fail(escape(f"{e.filename or ''}: {e.strerror or e}"))
-    _print_eval_table(metrics)
-    print(json.dumps({key: metrics[key] for key in metrics if key.startswith("pass@") or key in (
-        "assemble_rate", "compile_rate", "prompts", "samples", "out")}, sort_keys=True))
-
-
-def _compile_label(target: str) -> str:
-    from .targets import TargetError, get
-
-    try:
-        return get(target).compile_label
-    except TargetError:
-        return "compile rate"
-
-
-def _print_eval_table(m: dict) -> None:
-    pct = lambda x: "-" if x is None else f"{x * 100:.1f}%"  # noqa: E731
-    t = Table(title=f"codehone eval → {m['out']}", show_header=False)
-    t.add_row("model", m["model"])
-    t.add_row("split", f"{m['split']} ({m['target']}): {m['prompts']} prompts × n={m['n']} = {m['samples']} samples")
-    t.add_row("sampling", f"seed {m['seed']}, temperature {m['temperature']}, top_p {m['top_p']}, "
-              f"max {m['max_new_tokens']} new tokens")
-    t.add_row(_compile_label(m["target"]), pct(m["compile_rate"]))
-    for key in sorted((x for x in m if x.startswith("pass@")), key=lambda s: int(s[5:])):
-        t.add_row(key, f"[bold green]{pct(m[key])}[/]")
-    for mode, b in (m.get("by_mode") or {}).items():
-        t.add_row(f"  {mode}", ", ".join(f"{x} {pct(v)}" for x, v in b.items() if x.startswith("pass@"))
-                  + f", compile {pct(b['compile_rate'])} ({b['prompts']} prompts)")
-    t.add_row("failure stages", ", ".join(f"{s}={c}" for s, c in m["failure_stages"].items()) or "-")
-    t.add_row("stopped at EOS", pct(m["stopped_at_eos_rate"]))
-    for key in ("passed_without_execution", "clippy_warnings_per_kloc", "idiomatic_score", "doc_rate",
-                "test_pass_rate"):
-        if m.get(key) is not None:
-            t.add_row(key.replace("_", " "), str(m[key]))
-    g, s = m["generation"], m["seconds"]
-    t.add_row("generation", f"{g['tokens']} tokens in {s['gen']}s ({g['tokens_per_s'] or '-'} tok/s), "
-              f"{g['samples_reused']} samples reused")
-    t.add_row("judging", f"{s['judge']}s for {m['judge']['distinct']} distinct ({m['judge']['cached']} cached)")
-    console.print(t)
+    show.print_eval_results(console, metrics)
 
 
 def run() -> None:  # pragma: no cover
