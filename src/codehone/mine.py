@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from . import records
-from .executors import LocalPool, run_serial
+from .executors import Journal, LocalPool, run_serial
 from .records import FileResult, JsonlAppender, content_hash, read_jsonl, write_text_atomic
 from .sources import Source, SourceError, WalkOptions, WalkStats, read_list_file, resolve, walk
 from .targets import DEFAULT, get, with_miner
@@ -149,17 +149,14 @@ def run_mine(
 
     # Resume: what is already durable.
     records.repair_tail(units_path)
-    records.repair_tail(journal_path)
+    journal = Journal(journal_path)
+    done = journal.done
     unit_ids: set[str] = set()
     norm_seen: set[str] = set()
     if units_path.exists():
         for u in read_jsonl(units_path, errors=[]):
             unit_ids.add(u["id"])
             norm_seen.add(u.get("meta", {}).get("norm_hash", u["id"]))
-    done: dict[str, dict] = {}
-    if journal_path.exists():
-        for j in read_jsonl(journal_path, errors=[]):
-            done[j["key"]] = j
 
     # Walk.
     walk_stats = WalkStats()
@@ -172,7 +169,7 @@ def run_mine(
         # its arch headers, so a quick look at "the first N" would not look like the corpus.
         n = cfg.limit_files
         tasks = [tasks[i * len(tasks) // n] for i in range(n)] if n else []
-    todo = [t for t in tasks if t[0] not in done]
+    todo = journal.pending(tasks, key=lambda t: t[0])
     resumed = len(tasks) - len(todo)
     if on_total:
         on_total(len(tasks))
@@ -186,7 +183,6 @@ def run_mine(
         if err:
             raise ToolchainError(err)
     units_app = JsonlAppender(units_path)
-    journal_app = JsonlAppender(journal_path)
     files_done = resumed
     units_total = len(unit_ids)
     if progress:
@@ -226,8 +222,7 @@ def run_mine(
             "seconds": round(res["seconds"], 4),
             "attempts": res["compile_attempts"],
         }
-        journal_app.write_many([entry])
-        done[key] = entry
+        journal.record(entry)  # last: the file's modules and units are durable already
         files_done += 1
         units_total += len(new)
         if progress:
@@ -254,7 +249,7 @@ def run_mine(
                 pool.close()
     finally:
         units_app.close()
-        journal_app.close()
+        journal.close()
 
     # unit_ids holds every id in units.jsonl (loaded on resume, added as written): no re-read needed.
     stats = summarize(done, tasks, walk_stats, len(unit_ids), time.monotonic() - t_start, resumed, jobs)

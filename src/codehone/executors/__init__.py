@@ -2,14 +2,16 @@
 
 A step is a plain, picklable function over one task (mine: one file; check: one batch of
 candidates). It knows nothing of where it runs, as datatrove's steps never know their
-executor; the stage keeps its own durability (mine's journal, check's verdict cache) and
-asks the executor only to run tasks and hand back each result as it finishes.
+executor. Resume is the `Journal` (journal.py): the step writes its outputs, then records the
+task's key; a rerun runs only the pending tasks. (check needs no journal: its verdict cache is
+content-addressed, so a rerun finds every verdict already judged.)
 
 Every executor yields `(index, result, error)` triples: `index` is the task's position in
 the input, `error` is the exception that task's worker died of (then `result` is None), so a
 stage can turn a lost worker into a recorded failure for exactly the tasks it held.
 """
 
+from .journal import Journal
 from .local import LocalPool, drop_shared_pool, run_serial, shared_pool
 
-__all__ = ["LocalPool", "drop_shared_pool", "run_serial", "shared_pool"]
+__all__ = ["Journal", "LocalPool", "drop_shared_pool", "run_serial", "shared_pool"]
