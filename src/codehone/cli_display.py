@@ -271,10 +271,15 @@ def print_build_summary(console: Console, stats: dict, out: Path, dt: float) -> 
 def print_check_summary(console: Console, target: str, s: dict, single: list) -> None:
     t = Table(title=f"codehone check --target {target}", show_header=False)
     t.add_row("candidates", str(s["candidates"]))
-    t.add_row("passed", f"[bold green]{s['ok']}[/] ({s['pass_rate'] * 100:.1f}%)")
+    n = s["candidates"] or 1
+    t.add_row("passed the judge", f"[bold green]{s['ok']}[/] ({s['ok'] / n * 100:.1f}%)")
+    t.add_row("verified (ran a test or input)", f"{s.get('verified', 0)} ({s['pass_rate'] * 100:.1f}% = pass rate)")
+    if s.get("passed_without_running"):
+        t.add_row("passed without running anything", f"[yellow]{s['passed_without_running']}[/] (not counted as passes)")
     t.add_row("compile rate", f"{s['compile_rate'] * 100:.1f}%")
     t.add_row("stage reached", ", ".join(f"{k}={v}" for k, v in s["stages"].items()))
-    for k in ("avg_clippy_warnings", "avg_idiomatic_score", "avg_doc_rate", "tests_passed", "tests_failed"):
+    for k in ("avg_clippy_warnings", "avg_warnings", "avg_idiomatic_score", "avg_doc_rate", "tests_passed",
+              "tests_failed", "timeouts"):
         if k in s:
             t.add_row(k.replace("_", " "), str(s[k]))
     t.add_row("from cache", str(s["cached"]))
@@ -313,7 +318,7 @@ def print_eval_table(console: Console, m: dict) -> None:
                   + f", compile {pct(b['compile_rate'])} ({b['prompts']} prompts)")
     t.add_row("failure stages", ", ".join(f"{s}={c}" for s, c in m["failure_stages"].items()) or "-")
     t.add_row("stopped at EOS", pct(m["stopped_at_eos_rate"]))
-    for key in ("passed_without_execution", "clippy_warnings_per_kloc", "idiomatic_score", "doc_rate",
+    for key in ("passed_without_running", "prompts_unverifiable", "clippy_warnings_per_kloc", "idiomatic_score", "doc_rate",
                 "test_pass_rate"):
         if m.get(key) is not None:
             t.add_row(key.replace("_", " "), str(m[key]))
