@@ -14,7 +14,7 @@ import pytest
 
 from codehone.mine import MineConfig, run_mine
 from codehone.records import read_jsonl
-from codehone.sources import Source, WalkOptions, WalkStats, resolve, walk
+from codehone.sources import Source, SourceError, WalkOptions, WalkStats, resolve, walk
 from codehone.targets.c_wat import mine as c_wat
 
 
@@ -186,8 +186,10 @@ def test_bad_inputs_binary_non_utf8_symlink_loop_huge_empty(tmp_path):
 
 
 def test_empty_repository_and_excluded_folders(tmp_path):
-    stats, units = mine(write(tmp_path / "empty", {"README": "nothing"}), tmp_path / "o1")
-    assert units == [] and stats["functions_found"] == 0 and stats["yield"] == 0.0
+    with pytest.raises(SourceError, match="no .c/.h file; nothing to mine"):  # an error, not an empty success
+        mine(write(tmp_path / "empty", {"README": "nothing"}), tmp_path / "o1")
+    with pytest.raises(SourceError, match=r"skipped by default \(tests: --include-tests"):
+        mine(write(tmp_path / "only_tests", {"tests/t.c": "int t(void) { return 1; }\n"}), tmp_path / "o2")
     repo = write(tmp_path / "r", {
         "lib/a.c": "int a(void) { return 1; }\n",
         "tests/t.c": "int t(void) { return 1; }\n",

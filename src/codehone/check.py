@@ -209,6 +209,13 @@ def check(
     if why:
         raise CheckError(why)
     tgt = get(target)
+    if tgt.runs_native:
+        from .sandbox import IsolationError, require_isolation
+
+        try:
+            require_isolation()  # before any work: generated code never runs without a real sandbox by default
+        except IsolationError as e:
+            raise CheckError(str(e)) from None
     options = dict(options or {})
     if tgt.needs_modules and not options.get("modules_dir"):
         raise CheckError(

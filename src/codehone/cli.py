@@ -12,6 +12,7 @@ from rich.markup import escape
 
 from . import __version__
 from . import cli_display as show
+from .errors import bind_socket, check_output_dir, check_output_file, check_port, check_range, describe
 from .targets import DEFAULT as DEFAULT_TARGET
 from .targets import NAMES as TARGET_NAMES
 from .targets import with_miner
@@ -27,6 +28,18 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 console = Console(stderr=True)
+
+
+WEAK_HELP = ("Run generated code even where no real sandbox (bubblewrap) exists, with a network namespace or "
+             "rlimits only: the code can then read host files and fork. Recorded in every verdict.")
+
+
+def _weak(allow: bool) -> None:
+    """--allow-weak-isolation: the user accepts the risk, for this process and every worker it starts."""
+    if allow:
+        from .sandbox import allow_weak_isolation
+
+        allow_weak_isolation()
 
 
 def fail(msg: str, code: int = 2) -> None:
@@ -72,6 +85,8 @@ def mine(
     limit: int = typer.Option(None, "--limit", help="Mine at most this many files, spread evenly over the tree (for a quick look)."),
     explain: bool = typer.Option(False, "--explain", help="Print the top failure reasons, each with an example."),
     cache: Path = typer.Option(None, "--cache", help="Cache folder for git clones (default ~/.cache/codehone)."),
+    memory_mb: int = typer.Option(2048, "--memory-mb", help="Address-space limit of each compiler process, in MiB "
+                                  "(a file that needs more fails as out_of_memory)."),
 ) -> None:
     """Extract every function, compile each file once in its real context, and write one unit per function.
 
@@ -89,6 +104,12 @@ def mine(
     miner = get(target).miner
     if opt not in ("-O0", "-O1", "-O2", "-O3", "-Os", "-Oz"):
         fail(f"--opt must be one of -O0 -O1 -O2 -O3 -Os -Oz, not {opt!r}")
+    check_range("--jobs", jobs, 0, 4096, "0 = all cores")
+    check_range("--max-kb", max_kb, 1, 10 ** 7, "KiB")
+    check_range("--timeout", timeout, 0.1, 86400, "seconds")
+    check_range("--memory-mb", memory_mb, 64, 10 ** 7, "MiB per compiler process")
+    check_range("--limit", limit, 0)
+    check_output_dir(out)
     try:
         srcs = collect_sources(sources or [], list_file or [], cache=cache)
     except SourceError as e:
@@ -99,7 +120,8 @@ def mine(
                       f"{srcs[0].root.parent})")
     walk = WalkOptions(max_bytes=max_kb * 1024, include_tests=include_tests, include_benches=include_benches,
                        include_examples=include_examples, include_vendor=include_vendor)
-    opts = miner.options(opt_level=opt, timeout_s=timeout, include_dirs=list(include or []), defines=list(define or []))
+    opts = miner.options(opt_level=opt, timeout_s=timeout, include_dirs=list(include or []), defines=list(define or []),
+                         memory_mb=memory_mb)
     cfg = MineConfig(target=target, jobs=jobs, walk=walk, opts=opts, limit_files=limit)
     try:
         with show.mine_progress(console) as (on_total, on_progress):
@@ -108,10 +130,8 @@ def mine(
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/]: what was mined is saved; run the same command again to resume.")
         raise typer.Exit(130) from None
-    except ToolchainError as e:
-        fail(str(e))
-    except OSError as e:
-        fail(f"{e.filename or ''}: {e.strerror or e}")
+    except (ToolchainError, SourceError) as e:
+        fail(escape(str(e)))
     show.print_mine_summary(console, stats, out, explain)
 
 
@@ -173,6 +193,7 @@ def check(
     no_tests: bool = typer.Option(False, "--no-tests", help="Compile and lint only, skip the file's tests "
                                   "(for judges that run them)."),
     timeout: float = typer.Option(None, "--timeout", help="Seconds allowed per compile step."),
+    allow_weak_isolation: bool = typer.Option(False, "--allow-weak-isolation", help=WEAK_HELP),
 ) -> None:
     """Judge candidates in a sandbox: compile, lint, run tests, or execute against the reference.
 
@@ -192,8 +213,11 @@ def check(
         tgt = get(target)
     except TargetError as e:
         fail(str(e))
-    if jobs < 0:
-        fail("--jobs must be 0 (all cores) or more")
+    check_range("--jobs", jobs, 0, 4096, "0 = all cores")
+    check_range("--timeout", timeout, 0.1, 86400, "seconds")
+    if out is not None:
+        check_output_file(out)
+    _weak(allow_weak_isolation)
     try:
         unit_map = load_units(units) if units else None
         options = _judge_options(tgt, no_tests, timeout, units, modules)
@@ -319,6 +343,7 @@ def iterate(
                                    "eval.limit=20, iterate.train.max_steps=20 for the rounds' training); "
                                    "train.KEY changes the recipe's train: section (repeatable)."),
     out: Path = typer.Option(None, "-o", "--out", help="Run folder (default: the recipe's train.out + '-iterate')."),
+    allow_weak_isolation: bool = typer.Option(False, "--allow-weak-isolation", help=WEAK_HELP),
 ) -> None:
     """Expert iteration: sample k completions per train prompt, keep what the judge passes, fine-tune, evaluate.
 
@@ -331,11 +356,14 @@ def iterate(
     from .iterate import IterateError, run_iterate
     from .iterate_config import load_iterate_config
 
+    check_range("--rounds", rounds, 0, 1000)
+    _weak(allow_weak_isolation)
     try:
         cfg, base = load_iterate_config(recipe, sets or [])
     except ConfigError as e:
         fail(escape(str(e)))
     out = out or Path(f"{base.out}-iterate")
+    check_output_dir(out)
     try:
         with show.loop_progress(console) as (make, say):
             summary = run_iterate(cfg, base, out, rounds, log=say, progress=make,
@@ -402,6 +430,7 @@ def serve(
     max_batch: int = typer.Option(8, "--max-batch", help="Requests generated together in one batch (hf)."),
     threads: int = typer.Option(0, "--threads", help="torch CPU threads (0 = the cores the load average "
                                 "leaves free; on a shared CPU extra threads cost far more than they give)."),
+    allow_weak_isolation: bool = typer.Option(False, "--allow-weak-isolation", help=WEAK_HELP),
 ) -> None:
     """An OpenAI-compatible API: /v1/chat/completions and /v1/completions (stream=true for SSE), /v1/models, /health.
 
@@ -414,6 +443,8 @@ def serve(
 
     if threads < 0 or max_tokens < 1 or max_request_kb < 1 or timeout <= 0 or max_queue < 1 or max_batch < 1:
         fail("--threads must be >= 0; --max-tokens, --max-request-kb, --max-queue, --max-batch >= 1; --timeout > 0")
+    _weak(allow_weak_isolation)
+    sock = bind_socket(host, port)  # binds, or fails in one line, before any model is loaded
     n_threads = _set_threads(threads)
     try:
         be = load_backend(model, backend, n_threads)
@@ -426,8 +457,9 @@ def serve(
     mid = name or (model.name if model.name not in ("model", "adapter") else model.parent.name) or "codehone"
     if host not in ("127.0.0.1", "localhost", "::1") and not api_key:
         console.print(f"[yellow]warning:[/] listening on {host} without an API key", highlight=False)
+    config = uvicorn.Config(create_app(be, mid, limits, api_key), host=host, port=port, log_level="warning")
     console.print(f"serving [bold]{mid}[/] ({backend}) on http://{host}:{port}/v1", highlight=False)
-    uvicorn.run(create_app(be, mid, limits, api_key), host=host, port=port, log_level="warning")
+    uvicorn.Server(config).run(sockets=[sock])
 
 
 def _set_threads(n: int) -> int:
@@ -469,6 +501,7 @@ def mcp(
     port: int = typer.Option(8001, "--port", "-p", help="http: TCP port."),
     max_tokens: int = typer.Option(512, "--max-tokens", help="Most tokens one generation may produce."),
     threads: int = typer.Option(0, "--threads", help="torch CPU threads (0 = the cores the load average leaves free)."),
+    allow_weak_isolation: bool = typer.Option(False, "--allow-weak-isolation", help=WEAK_HELP),
 ) -> None:
     """An MCP server (official SDK): generate, check, suggest_fix (verified fixes only), get_docs. Stateless calls."""
     from .check import CheckError
@@ -480,6 +513,9 @@ def mcp(
 
     if transport not in ("stdio", "http"):
         fail("--transport must be stdio or http")
+    if transport == "http":
+        check_port(port)
+    _weak(allow_weak_isolation)
     n_threads = _set_threads(threads)
     try:
         check_target(target)
@@ -511,6 +547,7 @@ def chat(
     max_tokens: int = typer.Option(256, "--max-tokens", help="Most tokens per reply."),
     temperature: float = typer.Option(0.0, "--temperature", help="0 = greedy."),
     threads: int = typer.Option(0, "--threads", help="torch CPU threads (0 = the cores the load average leaves free)."),
+    allow_weak_isolation: bool = typer.Option(False, "--allow-weak-isolation", help=WEAK_HELP),
 ) -> None:
     """Chat with the model in the terminal (history kept; /check judges the last code block, /reset, /exit)."""
     from .check import CheckError
@@ -522,6 +559,7 @@ def chat(
 
     if max_tokens < 1 or not 0 <= temperature <= 2:
         fail("--max-tokens must be >= 1 and --temperature within 0..2")
+    _weak(allow_weak_isolation)
     n_threads = _set_threads(threads)
     try:
         check_target(target)
@@ -569,6 +607,9 @@ def export(
     from .export.runtime import RuntimeLoadError
     from .export.source import ExportError
 
+    check_range("--parity-tokens", parity_tokens, 1, 10 ** 5)
+    if not out.exists() or overwrite:
+        check_output_dir(out)
     hf_logging.disable_progress_bar()  # per-file loading bars would bury the export's own lines
     try:
         with show.export_status(console, to) as log:
@@ -602,6 +643,7 @@ def eval_(
                                  "(default: the mine folder's modules/, found through the dataset's stats.json)."),
     out: Path = typer.Option(None, "-o", "--out", help="Output folder (default MODEL/eval/SPLIT-seedS-nN)."),
     no_history: bool = typer.Option(False, "--no-history", help="Do not append to MODEL/history.jsonl."),
+    allow_weak_isolation: bool = typer.Option(False, "--allow-weak-isolation", help=WEAK_HELP),
 ) -> None:
     """Sample a model on a dataset split, judge every sample by execution, and report pass@k.
 
@@ -616,8 +658,17 @@ def eval_(
 
     from .evaluate import EvalError, run_eval
 
-    if jobs < 0:
-        fail("--jobs must be 0 (all cores) or more")
+    check_range("--jobs", jobs, 0, 4096, "0 = all cores")
+    check_range("-k", k, 1, 10 ** 6)
+    check_range("-n", n, 1, 10 ** 6)
+    check_range("--limit", limit, 1)
+    check_range("--max-new-tokens", max_new_tokens, 1, 10 ** 6)
+    check_range("--batch-size", batch_size, 1, 10 ** 5)
+    check_range("--top-p", top_p, 0.0, 1.0)
+    check_range("--temperature", temperature, 0.0, 10.0)
+    if out is not None:
+        check_output_dir(out)
+    _weak(allow_weak_isolation)
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # the weight-loading bar of a 5M model is noise here
@@ -638,6 +689,30 @@ def eval_(
     except OSError as e:
         fail(escape(f"{e.filename or ''}: {e.strerror or e}"))
     show.print_eval_results(console, metrics)
+
+
+def _one_line_errors(fn):
+    """One way out for every verb: a fault the user can cause (an OS error on an input or an output, a
+    corrupt model file, a bad port, an out-of-range option) is one line and exit status 2, never a traceback."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except (typer.Exit, typer.Abort, KeyboardInterrupt):
+            raise
+        except Exception as e:  # noqa: BLE001 - mapped to one line when it is the user's fault, re-raised if a bug
+            msg = describe(e)
+            if msg is None:
+                raise
+            fail(escape(msg))
+
+    return wrapper
+
+
+for _cmd in app.registered_commands:
+    _cmd.callback = _one_line_errors(_cmd.callback)
 
 
 def run() -> None:  # pragma: no cover

@@ -8,6 +8,12 @@ A kill between any two steps is harmless: on rerun the partial last line of
 either file is cut, files already in the journal are skipped, and units of a
 re-mined file that are already in units.jsonl are recognised by id and not
 written again. So every unit is present exactly once.
+
+A resumed run equals a fresh one byte for byte: each file is mined from the
+tree alone (the per-source context is built once, in this process, and handed
+read-only to every worker), and a finished run rewrites units.jsonl in one
+canonical order, keeping of each set of exact duplicates (same normalised
+source) the unit that sorts first -- never the one that happened to arrive first.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from . import records
-from .executors import Journal, LocalPool, run_serial
+from .executors import Journal, LocalPool, canonical_jsonl, run_serial, task_context
 from .records import FileResult, JsonlAppender, content_hash, read_jsonl, write_text_atomic
 from .sources import Source, SourceError, WalkOptions, WalkStats, read_list_file, resolve, walk
 from .targets import DEFAULT, get, with_miner
@@ -43,6 +49,10 @@ class MineConfig:
     limit_files: int | None = None
 
     def __post_init__(self) -> None:
+        if self.jobs < 0:
+            raise ValueError(f"jobs must be 0 (all cores) or more, not {self.jobs}")
+        if self.limit_files is not None and self.limit_files < 0:
+            raise ValueError(f"limit_files must be 0 or more, not {self.limit_files}")
         if self.opts is None:
             self.opts = get(self.target).miner.options()
 
@@ -102,19 +112,22 @@ class WorkerDied(ToolchainError):
 
 # ---------------------------------------------------------------- worker side
 
-_WORKER_STATE: dict = {}
+
+def _source_key(target: str, src: Source) -> tuple[str, str, str]:
+    # Keyed by root too, so two sources of the same name never share their state.
+    return (target, src.name, str(src.root))
 
 
 def _work(args: tuple) -> tuple[str, dict]:
     key, target, src, path, opts = args
     miner = get(target).miner
-    # Per source: what the target keeps between files (for C, the header index and the include
-    # folders learned so far). Keyed by root too, so two sources of the same name never share it.
-    skey = (target, src.name, str(src.root))
-    if skey not in _WORKER_STATE:
-        _WORKER_STATE[skey] = miner.new_state(src)
+    # Per source, what the target reads for every file (for C, the header index and the include
+    # folders of the tree): built once in the parent from the tree alone, read-only here.
+    state = (task_context() or {}).get(_source_key(target, src))
+    if state is None:
+        state = miner.new_state(src)
     try:
-        res = miner.mine_file(Path(path), src, opts, _WORKER_STATE[skey])
+        res = miner.mine_file(Path(path), src, opts, state)
     except Exception as e:  # a bug must cost one file, never the run
         res = FileResult(path=str(path), file_reason="internal_error")
         res.examples["internal_error"] = f"{path}: {type(e).__name__}: {e}"
@@ -152,18 +165,24 @@ def run_mine(
     journal = Journal(journal_path)
     done = journal.done
     unit_ids: set[str] = set()
-    norm_seen: set[str] = set()
     if units_path.exists():
         for u in read_jsonl(units_path, errors=[]):
             unit_ids.add(u["id"])
-            norm_seen.add(u.get("meta", {}).get("norm_hash", u["id"]))
 
     # Walk.
     walk_stats = WalkStats()
     tasks = []
     for src in sources:
+        seen, skipped = walk_stats.seen, Counter(walk_stats.skipped)
         for p in walk(src.root, cfg.walk, walk_stats):
             tasks.append((_file_key(src, p, cfg_hash), cfg.target, src, str(p), cfg.opts))
+        if walk_stats.seen == seen:
+            exts = "/".join(cfg.walk.extensions)
+            dirs = sorted({k.split(":", 1)[1] for k in walk_stats.skipped - skipped if k.startswith("excluded_dir:")})
+            hint = (f" outside the folders skipped by default ({', '.join(dirs)}: --include-tests, --include-vendor, "
+                    "--include-examples, --include-benches mine them)" if dirs else "")
+            raise SourceError(f"{src.root}: no {exts} file{hint}; nothing to mine for {cfg.target} "
+                              "(name the folder that holds the code)")
     if cfg.limit_files is not None and len(tasks) > cfg.limit_files:
         # An even spread over the walk order, not its head: the first files of a tree are often
         # its arch headers, so a quick look at "the first N" would not look like the corpus.
@@ -195,16 +214,13 @@ def run_mine(
             mp = out / "modules" / name
             if not mp.exists():
                 write_text_atomic(mp, data)
-        new, dups, present = [], 0, 0
+        # Every unit is written; exact duplicates (same normalised source) are resolved by the
+        # canonical rewrite at the end, by sort order, not by which file finished first.
+        new, present = [], 0
         for u in res["units"]:
             if u["id"] in unit_ids:
                 present += 1
                 continue
-            nh = u["meta"]["norm_hash"]
-            if nh in norm_seen:
-                dups += 1
-                continue
-            norm_seen.add(nh)
             unit_ids.add(u["id"])
             new.append(u)
         units_app.write_many(new)
@@ -213,7 +229,6 @@ def run_mine(
             "path": res["path"],
             "functions": res["functions"],
             "units": len(new) + present,
-            "duplicates": dups,
             "compiled": len(res["units"]) + res["failures"].get("empty_body", 0),
             "failures": dict(res["failures"]),
             "examples": res["examples"],
@@ -228,12 +243,16 @@ def run_mine(
         if progress:
             progress(files_done, units_total, len(new))
 
+    # The per-source context, built here once from each tree alone, read-only in every worker.
+    context = {}
+    if todo:
+        for src in sources:
+            context[_source_key(cfg.target, src)] = miner.new_state(src)
     try:
         if jobs <= 1:
-            _WORKER_STATE.clear()  # in-process: nothing learned in an earlier run may leak into this one
-            results = run_serial(_work, todo)
+            results = run_serial(_work, todo, context=context)
         else:
-            pool = LocalPool(jobs)
+            pool = LocalPool(min(jobs, max(1, len(todo))), context=context)
             results = pool.imap_unordered(_work, todo)
         try:
             for n, res, err in results:
@@ -251,8 +270,10 @@ def run_mine(
         units_app.close()
         journal.close()
 
-    # unit_ids holds every id in units.jsonl (loaded on resume, added as written): no re-read needed.
-    stats = summarize(done, tasks, walk_stats, len(unit_ids), time.monotonic() - t_start, resumed, jobs)
+    # Every file is mined: the canonical units.jsonl (sorted, exact duplicates resolved by sort order).
+    units_written, _ = canonical_jsonl(units_path, order=_unit_order,
+                                       dedup=lambda u: u.get("meta", {}).get("norm_hash") or u["id"])
+    stats = summarize(done, tasks, walk_stats, units_written, time.monotonic() - t_start, resumed, jobs)
     stats["sources"] = [
         {"name": s.name, "root": str(s.root), "url": s.url, "commit": s.commit, "license": s.license}
         for s in sources
@@ -260,6 +281,10 @@ def run_mine(
     stats["interrupted"] = interrupted
     write_text_atomic(out / "stats.json", json.dumps(stats, indent=2, sort_keys=True) + "\n")
     return stats
+
+
+def _unit_order(u: dict) -> tuple:
+    return (str(u.get("repo")), str(u.get("path")), int(u.get("line") or 0), str(u.get("name")), u["id"])
 
 
 def summarize(done: dict, tasks: list, walk_stats: WalkStats, units_written: int, seconds: float, resumed: int,
@@ -288,7 +313,7 @@ def summarize(done: dict, tasks: list, walk_stats: WalkStats, units_written: int
         "functions_found": functions,
         "functions_compiled": sum(e["compiled"] for e in entries),
         "units_written": units_written,
-        "exact_duplicates": sum(e["duplicates"] for e in entries),
+        "exact_duplicates": max(0, sum(e["units"] for e in entries) - units_written),
         "failure_reasons": dict(failures.most_common()),
         "failure_examples": {r: examples[r] for r, _ in failures.most_common() if r in examples},
         "yield": round(units_written / functions, 4) if functions else 0.0,

@@ -99,7 +99,12 @@ def load_model(path: str | Path, dtype: torch.dtype | None = None):
 
     Merging once costs a second and makes every generated token cheaper (no LoRA side matmuls).
     """
+    from .errors import verify_model_files
+
     folder, kind = resolve_model_dir(path)
+    bad = verify_model_files(folder)  # a truncated or corrupt file: one line now, not a loader traceback
+    if bad:
+        raise SamplingError(bad)
     dev = _device()
     dtype = dtype or (torch.bfloat16 if dev.type == "cuda" else torch.float32)
     if kind == "model":
@@ -113,6 +118,9 @@ def load_model(path: str | Path, dtype: torch.dtype | None = None):
         if not base or not (Path(base) / "config.json").is_file():
             raise SamplingError(f"{folder}: the adapter's base model {base!r} is not a local model folder "
                                 "(adapter_config.json: base_model_name_or_path)")
+        bad = verify_model_files(Path(base))
+        if bad:
+            raise SamplingError(bad)
         from peft import PeftModel
 
         tok = _tokenizer(folder if (folder / "tokenizer_config.json").is_file() else Path(base))

@@ -22,6 +22,12 @@ On top of that, the strongest isolation layer the machine has is used:
     concurrent sandboxes do not share one process budget.
   * "unshare-net": only a new network namespace (no route out).
   * "rlimits": no namespaces at all; recorded honestly in every verdict.
+No generated code runs in a fallback level by default: `run` with the default isolation
+(untrusted code) raises `IsolationError` where bubblewrap is missing, unless the user accepted
+the risk (`--allow-weak-isolation`, i.e. CODEHONE_ALLOW_WEAK_ISOLATION=1); the verbs call
+`require_isolation` before they start, so the refusal is one line, and every verdict records
+the level it ran under. (Callers that pass `isolation=` explicitly -- the miner compiling a
+repository the user chose -- are not refused.)
 In the two fallback levels the command keeps the caller's uid (toolchains under
 /root would be unreachable otherwise), so as root RLIMIT_NPROC does not apply
 there and a fork bomb is stopped only by the timeout and the group kill.
@@ -78,6 +84,34 @@ class RunResult:
     @property
     def ok(self) -> bool:
         return self.returncode == 0 and not self.timed_out
+
+
+WEAK_ENV = "CODEHONE_ALLOW_WEAK_ISOLATION"
+INSTALL_HINT = "install bubblewrap (Debian/Ubuntu: apt-get install bubblewrap; Fedora: dnf install bubblewrap)"
+
+
+class IsolationError(RuntimeError):
+    """No real sandbox here and the user did not accept the risk; the message is one line."""
+
+
+def weak_isolation_allowed() -> bool:
+    return os.environ.get(WEAK_ENV, "") not in ("", "0")
+
+
+def allow_weak_isolation() -> None:
+    """The user accepted the risk (the flag): this process and every worker it starts may run weakly."""
+    os.environ[WEAK_ENV] = "1"
+
+
+def require_isolation() -> str:
+    """The isolation level generated code will run under; IsolationError when it is not real isolation."""
+    level = best_isolation()
+    if level == "bwrap" or weak_isolation_allowed():
+        return level
+    raise IsolationError(
+        f"no real sandbox for generated code here (bubblewrap is missing or cannot create namespaces; only "
+        f"'{level}' is available, which lets the code read host files and fork freely): {INSTALL_HINT}, "
+        "or pass --allow-weak-isolation to accept the risk")
 
 
 @functools.lru_cache(maxsize=1)
@@ -259,7 +293,7 @@ def run(
     same path. `$CODEHONE_WORK` in `cmd` or `env` values is replaced by it.
     """
     limits = limits or Limits()
-    level = isolation or best_isolation()
+    level = isolation or require_isolation()  # the default is for untrusted code: refused without a sandbox
     work = Path(tempfile.mkdtemp(prefix="codehone-sbx-"))
     out_dir = Path(tempfile.mkdtemp(prefix="codehone-out-"))
     try:

@@ -4,6 +4,12 @@ forkserver, not fork: the caller may hold threads (a progress bar, a judge's tim
 thread, torch in eval), and a forked copy of a held lock deadlocks the child. Modules
 named in `preload` are imported once by the fork server, so every worker starts warm.
 
+A step may need per-run state (mine: each source's header index and include folders). It is
+the `context`: built once in the parent from the inputs alone, handed read-only to every worker
+when it starts (and to `run_serial`), and read with `task_context()`. Nothing a worker learns
+from one task can reach another, so a task's result never depends on which worker ran it or
+what it ran before -- a resumed run equals a fresh one.
+
 At most `window` tasks are in flight at a time (default four per worker): a stage that
 writes results as they come keeps a small, bounded backlog, and a Ctrl-C cancels what
 has not started instead of waiting for the whole queue.
@@ -19,23 +25,43 @@ from typing import Any
 
 Triple = tuple[int, Any, BaseException | None]
 
+_CONTEXT: Any = None
 
-def run_serial(fn: Callable[[Any], Any], tasks: Iterable[Any]) -> Iterator[Triple]:
+
+def task_context() -> Any:
+    """The read-only context of the step this process runs tasks for (None when it has none)."""
+    return _CONTEXT
+
+
+def _set_context(context: Any) -> None:
+    global _CONTEXT
+    _CONTEXT = context
+
+
+def run_serial(fn: Callable[[Any], Any], tasks: Iterable[Any], context: Any = None) -> Iterator[Triple]:
     """Each task in order, in this process; an exception is the caller's (it is a bug, not a lost worker)."""
-    for i, t in enumerate(tasks):
-        yield i, fn(t), None
+    prev = _CONTEXT
+    _set_context(context)
+    try:
+        for i, t in enumerate(tasks):
+            yield i, fn(t), None
+    finally:
+        _set_context(prev)
 
 
 class LocalPool:
     """A pool of `jobs` worker processes, kept across calls so many small batches pay the start-up once."""
 
-    def __init__(self, jobs: int, preload: Sequence[str] = ()) -> None:
+    def __init__(self, jobs: int, preload: Sequence[str] = (), context: Any = None) -> None:
+        if jobs < 1:
+            raise ValueError(f"a pool needs at least one worker, not {jobs}")
         ctx = multiprocessing.get_context("forkserver")
         if preload:
             ctx.set_forkserver_preload(list(preload))
         self.jobs = jobs
         self.preload = tuple(preload)
-        self._pool: cf.ProcessPoolExecutor | None = cf.ProcessPoolExecutor(max_workers=jobs, mp_context=ctx)
+        self._pool: cf.ProcessPoolExecutor | None = cf.ProcessPoolExecutor(
+            max_workers=jobs, mp_context=ctx, initializer=_set_context, initargs=(context,))
 
     def _executor(self) -> cf.ProcessPoolExecutor:
         if self._pool is None:

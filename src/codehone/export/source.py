@@ -61,6 +61,12 @@ def load(src: Source):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
+    from ..errors import verify_model_files
+
+    for d in (src.model_dir, src.adapter_dir, src.tokenizer_dir):
+        bad = verify_model_files(d) if d is not None else None
+        if bad:  # a truncated or corrupt file: one line now, not a loader traceback
+            raise ExportError(bad)
     try:
         model = AutoModelForCausalLM.from_pretrained(src.model_dir, dtype=torch.float32)
         if src.adapter_dir is not None:

@@ -69,6 +69,11 @@ def load_backend(path: str | Path, backend: str = "hf", threads: int | None = No
         return HFBackend.load(path)
     if not Path(path).exists():
         raise ServeError(f"{path}: no such {backend} export")
+    from ..errors import verify_model_files
+
+    bad = verify_model_files(Path(path)) if Path(path).is_dir() else None
+    if bad:
+        raise ServeError(bad)
     try:
         from ..export.runtime import load_runtime
     except ImportError as e:

@@ -25,6 +25,9 @@ It may also supply (the defaults are in the dataclass):
   code_name(code)                    the function an answer defines (mcp finds its unit by that name)
   needs_unit, needs_modules          the judge needs each candidate's unit / the mine modules folder
   runs_tests                         the judge runs a file's tests and takes `run_tests=False`
+  runs_native                        the judge runs generated code as host processes (so it needs a real
+                                     sandbox: check/eval/iterate/tools refuse without one unless the user
+                                     accepts the risk); False for a judge that only runs it in wasm
   batch_by_unit                      check hands one unit's candidates to one worker (warm caches)
   warm_worker()                      loads heavy judge state in a pool worker before the first task
   compile_metric                     another name for eval's compile rate ("assemble_rate" for WAT)
@@ -97,6 +100,7 @@ class Target:
     needs_unit: bool = False
     needs_modules: bool = False
     runs_tests: bool = True
+    runs_native: bool = True
     batch_by_unit: bool = False
     warm_worker: Callable[[], None] = lambda: None
     compile_metric: str = "compile_rate"

@@ -107,25 +107,53 @@ def request_mode(prompt: str) -> str:
     return "translate" if "{" in prompt else "implement"
 
 
+def type_of_c(code: str) -> str | None:
+    """The wasm type clang gives a C function (its source, or a bare signature), or None.
+
+    A bare signature is compiled with a body that never returns, so the type comes from the
+    compiler exactly as it does for a mined unit, not from a table of C types.
+    """
+    import tempfile
+    from pathlib import Path
+
+    from ...sources import Source
+    from .mine import MineOptions, mine_file
+    from .templates import wasm_type
+
+    text = code.strip()
+    if "{" not in text:
+        text = f"{text.rstrip(';')} {{ __builtin_unreachable(); }}"
+    try:
+        with tempfile.TemporaryDirectory(prefix="codehone-type-") as d:
+            f = Path(d) / "request.c"
+            f.write_text(text + "\n", encoding="utf-8")
+            res = mine_file(f, Source(root=Path(d), name="request"), MineOptions(timeout_s=20.0))
+    except Exception:  # noqa: BLE001 - no type is a prompt without the type line, never a failed request
+        return None
+    return wasm_type(res.units[0]["artifact"]) if len(res.units) == 1 else None
+
+
 def request_unit(prompt: str, mode: str | None) -> tuple[str, dict]:
-    """A serve/mcp request → (mode, the unit fields that mode's template reads)."""
+    """A serve/mcp request → (mode, the unit fields that mode's template reads), with the wasm type
+    compiled from the C so that the prompt reads as the training prompts do."""
     mode = mode or request_mode(prompt)
     if mode == "translate":
-        return mode, {"source": prompt}
+        return mode, {"source": prompt, "meta": {"wasm_type": type_of_c(prompt)}}
     if mode == "implement":
         sig, _, doc = prompt.strip().partition("\n")
-        return mode, {"signature": sig.removeprefix("Implement:").strip(), "doc": doc.strip()}
+        sig = sig.removeprefix("Implement:").strip()
+        return mode, {"signature": sig, "doc": doc.strip(), "meta": {"wasm_type": type_of_c(sig)}}
     raise ValueError(f"unknown mode {mode!r} for c-wat; available: translate, implement")
 
 
 # ---------------------------------------------------------------- mine
 
 
-def _options(opt_level: str = "-O2", timeout_s: float = 60.0, include_dirs=(), defines=()):
+def _options(opt_level: str = "-O2", timeout_s: float = 60.0, include_dirs=(), defines=(), memory_mb: int = 2048):
     from .mine import MineOptions
 
     return MineOptions(opt_level=opt_level, timeout_s=timeout_s, extra_include_dirs=list(include_dirs),
-                       defines=list(defines))
+                       defines=list(defines), memory_mb=memory_mb)
 
 
 def _options_key(opts) -> list[str]:
@@ -133,15 +161,18 @@ def _options_key(opts) -> list[str]:
 
 
 def _new_state(src) -> dict:
+    """Built once per source in the parent, from the tree alone, and handed read-only to every worker."""
     from .mine import HeaderIndex
 
-    return {"index": HeaderIndex(src.root), "learned": []}
+    index = HeaderIndex(src.root)
+    index.include_dirs()  # computed here, once, not per worker
+    return {"index": index}
 
 
 def _mine_file(path, src, opts, state):
     from .mine import mine_file
 
-    return mine_file(path, src, opts, state["index"], state["learned"])
+    return mine_file(path, src, opts, state["index"])
 
 
 def _warm(opts) -> str | None:
@@ -182,6 +213,7 @@ TARGET = Target(
     needs_unit=True,
     needs_modules=True,
     runs_tests=False,
+    runs_native=False,  # generated WAT runs in wasmtime only: no host process executes it
     batch_by_unit=True,
     warm_worker=_warm_worker,
     compile_metric="assemble_rate",

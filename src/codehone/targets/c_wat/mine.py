@@ -2,8 +2,12 @@
 
 Why this shape (the system it replaces kept <0.4% of functions):
   * Each translation unit is compiled once, as the project would compile it:
-    its own folder, the repository's header folders (learned from the
-    compiler's own "file not found" errors), and the wasm32-wasi libc headers.
+    its own folder, the repository's header folders and the wasm32-wasi libc
+    headers. The header folders are derived from the source tree alone (every
+    folder that holds a header some file of the tree `#include`s and that is
+    not found next to it), sorted, no repeats: the same file gets the same
+    flags in every run, whatever order the workers see files in, so a resumed
+    run equals a fresh one.
   * A generated wrapper `#include`s the file and stores the address of every
     function in a retained array, so `static` and unused helpers survive -O2
     instead of being removed as dead code.
@@ -21,6 +25,7 @@ import atexit
 import hashlib
 import os
 import re
+import stat
 import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
@@ -76,6 +81,7 @@ class MineOptions:
     max_include_rounds: int = 6
     extra_include_dirs: list[str] = field(default_factory=list)
     defines: list[str] = field(default_factory=list)
+    memory_mb: int = 2048  # RLIMIT_AS of every compiler process (and its children)
 
 
 # ---------------------------------------------------------------- failure classes
@@ -125,6 +131,7 @@ class HeaderIndex:
     def __init__(self, root: Path):
         self.root = root
         self.by_name: dict[str, list[str]] = {}
+        self._include_dirs: list[str] | None = None
         for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
             dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d not in ("debian",))
             for f in filenames:
@@ -176,6 +183,57 @@ class HeaderIndex:
         folder = self.root / best[: len(best) - len(include)]
         return folder.resolve()
 
+    def include_dirs(self) -> list[str]:
+        """The repository's header folders as `-I` flags, derived from the tree alone: sorted, no repeats.
+
+        For every `#include` of every file of the tree that is neither next to the including file
+        nor a libc/compiler header, the folder `locate` finds for it (nearest that file). Computed
+        once per index; never depends on which files were compiled first.
+        """
+        if self._include_dirs is None:
+            system = _system_include_dirs()
+            folders: set[str] = set()
+            for rels in self.by_name.values():
+                for rel in rels:
+                    here = (self.root / rel).parent
+                    for inc in _scan_includes(self.root / rel):
+                        if (here / inc).is_file() or any((d / inc).is_file() for d in system):
+                            continue
+                        folder = self.locate(inc, here)
+                        if folder is not None:
+                            folders.add(str(folder))
+            self._include_dirs = sorted(folders)
+        return [f"-I{d}" for d in self._include_dirs]
+
+
+_INCLUDE_LINE = re.compile(rb'^[ \t]*#[ \t]*include[ \t]*[<"]([^>"\n]+)[>"]', re.M)
+_SCAN_BYTES = 2_000_000
+
+
+def _scan_includes(path: Path) -> list[str]:
+    """The paths a file `#include`s (a bounded read of a regular file; anything else has none)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError:
+        return []
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return []
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            data = f.read(_SCAN_BYTES)
+    except OSError:
+        return []
+    finally:
+        os.close(fd)
+    return [m.group(1).decode("utf-8", "replace").strip() for m in _INCLUDE_LINE.finditer(data)]
+
+
+def _system_include_dirs() -> list[Path]:
+    """The folders clang searches for `<...>` on wasm32-wasi: a header found there is never the repo's."""
+    lib = zig.zig_dir() / "lib"
+    return [d for d in (lib / "include", lib / "libc" / "include" / "wasm-wasi-musl",
+                        lib / "libc" / "include" / "generic-musl") if d.is_dir()]
+
 
 _NOT_FOUND = re.compile(r"fatal error: '([^']+)' file not found")
 
@@ -219,19 +277,20 @@ def compile_tu(
     source: Source,
     opts: MineOptions,
     index: HeaderIndex | None,
-    learned: list[str],
     extra_defines: list[str] = (),
 ) -> CompileOutcome:
     """Compile and link one TU, repairing what can be repaired from the compiler's own errors.
 
     Repairs, each driven by a diagnostic: a name the wrapper cannot take the address of (removed
     by the preprocessor, or a macro) is dropped; a missing header that exists in the repository
-    adds its folder; an implicit declaration pulls in the common POSIX headers; a symbol clash
+    adds its folder (for this file only: nothing one file learns changes another's flags);
+    an implicit declaration pulls in the common POSIX headers; a symbol clash
     with libc (when mining a libc) links without libc.
     """
     keep = list(dict.fromkeys(names))
     dropped: dict[str, str] = {}
-    inc_flags: list[str] = list(learned)
+    tree_flags: list[str] = index.include_dirs() if index is not None else []
+    inc_flags: list[str] = []  # repairs of this file alone, in the order its own errors named them
     force_includes: list[str] = []
     attempts = 0
     last_err = ""
@@ -248,10 +307,13 @@ def compile_tu(
             *BASE_CFLAGS,
             *WASI_EMULATION,
             opts.opt_level,
-            f"-I{path.parent}",
-            *inc_flags,
-            *[f"-I{d}" for d in source.include_dirs + opts.extra_include_dirs],
-            *[f"-D{d}" for d in [*source.defines, *opts.defines, *extra_defines]],
+            *_unique([
+                f"-I{path.parent}",
+                *[f"-I{d}" for d in source.include_dirs + opts.extra_include_dirs],
+                *tree_flags,
+                *inc_flags,
+            ]),
+            *_unique([f"-D{d}" for d in [*source.defines, *opts.defines, *extra_defines]]),
             *[x for h in force_includes for x in ("-include", h)],
         ]
         link = [*LINK_FLAGS, *WASI_EMULATION_LIBS] if use_libc else [*LINK_FLAGS, "-nostdlib", "-Wl,--no-entry"]
@@ -259,7 +321,7 @@ def compile_tu(
             [zig.zig_exe(), "cc", *flags, *link, WRAPPER_NAME, "-o", "out.wasm"],
             files={WRAPPER_NAME: src},
             env=zig_env,
-            limits=_COMPILER_LIMITS(opts.timeout_s),
+            limits=_COMPILER_LIMITS(opts.timeout_s, opts.memory_mb),
             collect=["out.wasm"],
             isolation="rlimits",
             readable=[str(source.root), str(zig.zig_dir())],
@@ -267,6 +329,10 @@ def compile_tu(
         )
         if res.timed_out:
             return CompileOutcome(False, None, res.stderr, "timeout", f"compiler ran over {opts.timeout_s:.0f}s",
+                                  dropped, attempts, flags)
+        if _out_of_memory(res):
+            return CompileOutcome(False, None, res.stderr, "out_of_memory",
+                                  f"compiler ran over its {opts.memory_mb} MiB memory limit (--memory-mb)",
                                   dropped, attempts, flags)
         if res.killed_by:
             return CompileOutcome(False, None, res.stderr, "compiler_crash", res.killed_by, dropped, attempts, flags)
@@ -289,10 +355,8 @@ def compile_tu(
             for m in _NOT_FOUND.finditer(err):
                 folder = index.locate(m.group(1), path.parent)
                 flag = f"-I{folder}" if folder else None
-                if flag and flag not in inc_flags:
+                if flag and flag not in inc_flags and flag not in tree_flags:
                     inc_flags.append(flag)
-                    if flag not in learned:
-                        learned.append(flag)
                     progressed = True
         # 3. Implicit declarations: what a configured build's HAVE_UNISTD_H etc. would have included.
         if not force_includes and "call to undeclared function" in err:
@@ -306,6 +370,11 @@ def compile_tu(
             break
     reason, detail = classify(last_err) if last_err else ("nothing_to_compile", "no function could be kept")
     return CompileOutcome(False, None, last_err, reason, detail, dropped, attempts, [])
+
+
+def _unique(flags: list[str]) -> list[str]:
+    """`flags` with repeats removed, the first kept (the compiler would search a repeated -I once)."""
+    return list(dict.fromkeys(flags))
 
 
 def default_corpus() -> list[Source]:
@@ -336,9 +405,21 @@ def default_corpus() -> list[Source]:
     ]
 
 
-def _COMPILER_LIMITS(timeout_s: float) -> sandbox.Limits:
-    """Limits for zig cc on mined code: generous fds/processes (zig builds libc in parallel)."""
-    return sandbox.Limits(timeout_s=timeout_s, memory_mb=4096, file_size_mb=256, nproc=4096, nofile=4096)
+def _COMPILER_LIMITS(timeout_s: float, memory_mb: int = 4096) -> sandbox.Limits:
+    """Limits for zig cc on mined code: generous fds/processes (zig builds libc in parallel), and an
+    address-space limit on every process it starts (clang included), so one huge file cannot take the host."""
+    return sandbox.Limits(timeout_s=timeout_s, memory_mb=memory_mb, file_size_mb=256, nproc=4096, nofile=4096)
+
+
+_OOM = re.compile(r"out of memory|std::bad_alloc|Allocation failed|Cannot allocate memory|OutOfMemory|"
+                  r"failed to allocate|memory exhausted", re.I)
+
+
+def _out_of_memory(res: sandbox.RunResult) -> bool:
+    """The compiler hit its address-space limit: an allocation failed (it says so, or aborts on it)."""
+    if res.ok or res.timed_out:
+        return False
+    return bool(_OOM.search(res.stderr[-4000:]))
 
 
 def warm_toolchain(opts: MineOptions, timeout_s: float = 900.0) -> str | None:
@@ -372,7 +453,7 @@ def _active_definitions(path: Path, flags: list[str], source: Source, of: Path |
     res = sandbox.run(
         [zig.zig_exe(), "cc", *[f for f in flags if not f.startswith("-Wl")], "-E", str(path)],
         env=zig.env(),
-        limits=sandbox.Limits(timeout_s=60, memory_mb=4096, file_size_mb=256, nofile=4096, output_cap=64 << 20),
+        limits=sandbox.Limits(timeout_s=60, memory_mb=2048, file_size_mb=256, nofile=4096, output_cap=64 << 20),
         isolation="rlimits",
     )
     if not res.ok:
@@ -408,7 +489,6 @@ def mine_file(
     source: Source,
     opts: MineOptions,
     index: HeaderIndex | None = None,
-    learned: list[str] | None = None,
 ) -> FileResult:
     """Extract, compile in context and slice every function of one file.
 
@@ -440,13 +520,12 @@ def mine_file(
     defines: list[str] = []
     if path.suffix in (".h", ".hh", ".hpp"):
         defines = c_functions.implementation_macros(text)
-    learned = learned if learned is not None else []
-    _mine_passes(_Ctx(path, rel, source, opts, index, learned, result), funcs, defines)
+    _mine_passes(_Ctx(path, rel, source, opts, index, result), funcs, defines)
     if result.file_reason and path.suffix in (".h", ".hh", ".hpp") and index is not None:
         # A header that does not compile alone: mine it inside a .c file that includes it.
         for includer in index.includers(path)[:MAX_INCLUDER_TRIES]:
             alt = FileResult(path=rel, functions=len(funcs), non_utf8=result.non_utf8)
-            _mine_passes(_Ctx(path, rel, source, opts, index, learned, alt, tu=includer), funcs, defines)
+            _mine_passes(_Ctx(path, rel, source, opts, index, alt, tu=includer), funcs, defines)
             alt.compile_attempts += result.compile_attempts
             if alt.file_reason is None:
                 result = alt
@@ -491,7 +570,6 @@ class _Ctx:
     source: Source
     opts: MineOptions
     index: HeaderIndex | None
-    learned: list[str]
     result: FileResult
     tu: Path | None = None  # compile this file (an includer) instead of `path`
 
@@ -500,7 +578,7 @@ def _build_pass(ctx: _Ctx, funcs: list[c_functions.CFunction], defines: list[str
                 second: bool = False) -> list[c_functions.CFunction]:
     """Compile once with `defines`, turn what was built into units; return functions not built."""
     result, rel = ctx.result, ctx.rel
-    outcome = compile_tu(ctx.tu or ctx.path, [f.name for f in funcs], ctx.source, ctx.opts, ctx.index, ctx.learned,
+    outcome = compile_tu(ctx.tu or ctx.path, [f.name for f in funcs], ctx.source, ctx.opts, ctx.index,
                          extra_defines=defines)
     result.compile_attempts += outcome.attempts
     if outcome.reason == "all_dropped":  # every function is in an inactive branch or is a macro
