@@ -47,15 +47,7 @@ def check_output_file(path: Path, option: str = "-o") -> None:
     path = Path(path)
     if path.is_dir():
         raise UsageError(f"{option} {path}: is a folder; name a file")
-    parent = path.parent
-    for anc in [parent, *parent.parents]:
-        if anc.exists():
-            if not anc.is_dir():
-                raise UsageError(f"{option} {path}: {anc} is a file, not a folder; choose another path")
-            if not os.access(anc, os.W_OK | os.X_OK):
-                why = "is on a read-only file system" if _read_only(anc) else "is not writable"
-                raise UsageError(f"{option} {path}: {anc} {why}; choose a writable place")
-            break
+    _writable_ancestor(path, path.parent, option)
 
 
 def check_output_dir(path: Path, option: str = "-o") -> None:
@@ -63,14 +55,27 @@ def check_output_dir(path: Path, option: str = "-o") -> None:
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise UsageError(f"{option} {path}: is a file; name a folder")
-    for anc in [path, *path.parents]:
-        if anc.exists():
-            if not anc.is_dir():
-                raise UsageError(f"{option} {path}: {anc} is a file, not a folder; choose another path")
-            if not os.access(anc, os.W_OK | os.X_OK):
-                why = "is on a read-only file system" if _read_only(anc) else "is not writable"
-                raise UsageError(f"{option} {path}: {anc} {why}; choose a writable place")
-            break
+    _writable_ancestor(path, path, option)
+
+
+def _writable_ancestor(path: Path, start: Path, option: str) -> None:
+    """The nearest existing folder above (or at) `start` is a folder we can really create a file in:
+    probed with a file, since as root os.access says yes even on a read-only file system."""
+    import tempfile
+
+    for anc in [start, *start.parents]:
+        if not anc.exists():
+            continue
+        if not anc.is_dir():
+            raise UsageError(f"{option} {path}: {anc} is a file, not a folder; choose another path")
+        try:
+            with tempfile.TemporaryFile(dir=anc, prefix=".codehone-probe-"):
+                pass
+        except OSError as e:
+            why = ("is on a read-only file system" if _read_only(anc) or e.errno == errno.EROFS
+                   else f"is not writable ({e.strerror or e})")
+            raise UsageError(f"{option} {path}: {anc} {why}; choose a writable place") from None
+        return
 
 
 def _read_only(path: Path) -> bool:

@@ -30,7 +30,8 @@ from typing import Any
 from . import records
 from .executors import Journal, LocalPool, canonical_jsonl, run_serial, task_context
 from .records import FileResult, JsonlAppender, content_hash, read_jsonl, write_text_atomic
-from .sources import Source, SourceError, WalkOptions, WalkStats, read_list_file, resolve, walk
+from .sources import (FileTooLarge, Source, SourceError, WalkOptions, WalkStats, read_bounded, read_list_file, resolve,
+                      walk)
 from .targets import DEFAULT, get, with_miner
 from .toolchains import zig
 
@@ -119,8 +120,13 @@ def _source_key(target: str, src: Source) -> tuple[str, str, str]:
 
 
 def _work(args: tuple) -> tuple[str, dict]:
-    key, target, src, path, opts = args
+    key, target, src, path, opts, max_bytes = args
     miner = get(target).miner
+    why = _unsafe(Path(path), max_bytes)
+    if why:  # changed since the walk: replaced by a special file, or grown past the size limit
+        res = FileResult(path=str(Path(path).relative_to(src.root)), file_reason=why)
+        res.examples[why] = f"{path}: {why.replace('_', ' ')}"
+        return key, res.__dict__
     # Per source, what the target reads for every file (for C, the header index and the include
     # folders of the tree): built once in the parent from the tree alone, read-only here.
     state = (task_context() or {}).get(_source_key(target, src))
@@ -133,6 +139,17 @@ def _work(args: tuple) -> tuple[str, dict]:
         res.examples["internal_error"] = f"{path}: {type(e).__name__}: {e}"
         res.failures["internal_error"] += 1
     return key, res.__dict__
+
+
+def _unsafe(path: Path, max_bytes: int) -> str | None:
+    """Why a walked file must not be mined now (read bounded by the size limit), or None."""
+    try:
+        data = read_bounded(path, max_bytes)
+    except FileTooLarge:
+        return "too_large"
+    except OSError:
+        return "unreadable"
+    return "special_file" if data is None else None
 
 
 # ---------------------------------------------------------------- parent side
@@ -175,7 +192,7 @@ def run_mine(
     for src in sources:
         seen, skipped = walk_stats.seen, Counter(walk_stats.skipped)
         for p in walk(src.root, cfg.walk, walk_stats):
-            tasks.append((_file_key(src, p, cfg_hash), cfg.target, src, str(p), cfg.opts))
+            tasks.append((_file_key(src, p, cfg_hash), cfg.target, src, str(p), cfg.opts, cfg.walk.max_bytes))
         if walk_stats.seen == seen:
             exts = "/".join(cfg.walk.extensions)
             dirs = sorted({k.split(":", 1)[1] for k in walk_stats.skipped - skipped if k.startswith("excluded_dir:")})

@@ -2,7 +2,10 @@
 
 Walking never follows a symlink out of the source tree and cannot loop: files
 are identified by (device, inode), directory symlinks are not descended, and
-file symlinks are kept only when they resolve inside the tree.
+file symlinks are kept only when they resolve inside the tree. Special files
+(named pipes, devices, sockets, symlinks to them) are skipped with a reason and
+never opened; every read is bounded by the size limit (a file that grows while
+it is read is cut at the limit and skipped), not by what stat said.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import stat
 import subprocess
 from collections import Counter
 from collections.abc import Iterator
@@ -305,15 +309,20 @@ def walk(root: Path, opts: WalkOptions, stats: WalkStats) -> Iterator[Path]:
                 if why:
                     stats.skipped[why] += 1
                     continue
-                size = p.stat().st_size
-                if size > opts.max_bytes:
+                st = p.stat()
+                if not stat.S_ISREG(st.st_mode):  # a fifo, device or socket (or a link to one): never opened
+                    stats.skipped["special_file"] += 1
+                    continue
+                if st.st_size > opts.max_bytes:
                     stats.skipped["too_large"] += 1
                     continue
-                if size == 0:
+                if st.st_size == 0:
                     stats.skipped["empty_file"] += 1
                     continue
-                with p.open("rb") as f:
-                    head = f.read(8192)
+                head = read_bounded(p, 8192, exact=False)
+                if head is None:
+                    stats.skipped["special_file"] += 1
+                    continue
                 if looks_binary(head):
                     stats.skipped["binary"] += 1
                     continue
@@ -324,9 +333,45 @@ def walk(root: Path, opts: WalkOptions, stats: WalkStats) -> Iterator[Path]:
     yield from visit(root)
 
 
-def read_text(path: Path) -> tuple[str, bool]:
-    """Decode a file as UTF-8, replacing bad bytes. Returns (text, had_bad_bytes)."""
-    data = path.read_bytes()
+class FileTooLarge(OSError):
+    """A file holds more than the size limit (it may have grown since it was walked)."""
+
+
+# Hard cap on any source read when the caller gives none: a file that grows without end cannot fill memory.
+READ_CAP = 64 << 20
+
+
+def read_bounded(path: Path, limit: int, exact: bool = True) -> bytes | None:
+    """At most `limit` bytes of a regular file, opened without blocking (a fifo never hangs us).
+
+    None when `path` is not a regular file. With `exact`, a file holding more than `limit`
+    bytes raises FileTooLarge instead of being returned cut."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        chunks, left = [], limit + (1 if exact else 0)
+        while left > 0:
+            b = os.read(fd, min(left, 1 << 20))
+            if not b:
+                break
+            chunks.append(b)
+            left -= len(b)
+    finally:
+        os.close(fd)
+    data = b"".join(chunks)
+    if exact and len(data) > limit:
+        raise FileTooLarge(f"more than {limit} bytes (the size limit; it may be growing)")
+    return data
+
+
+def read_text(path: Path, limit: int = READ_CAP) -> tuple[str, bool]:
+    """Decode a file as UTF-8, replacing bad bytes. Returns (text, had_bad_bytes).
+
+    The read is bounded by `limit`; a special file or one over the limit raises OSError."""
+    data = read_bounded(path, limit)
+    if data is None:
+        raise OSError(f"{path}: not a regular file")
     try:
         return data.decode("utf-8"), False
     except UnicodeDecodeError:

@@ -33,7 +33,7 @@ from pathlib import Path
 
 from ... import sandbox
 from ...records import FileResult, Unit, content_hash
-from ...sources import Source, detect_license, read_text
+from ...sources import Source, detect_license, read_bounded, read_text
 from ...toolchains import wabt, zig
 from . import dwarf as wasm_dwarf
 from . import functions as c_functions
@@ -152,10 +152,10 @@ class HeaderIndex:
                     continue
                 for rel in rels:
                     try:
-                        text = (self.root / rel).read_bytes()
+                        text = read_bounded(self.root / rel, 2_000_000)  # never a fifo, never unbounded
                     except OSError:
                         continue
-                    if len(text) > 2_000_000:
+                    if text is None:
                         continue
                     for inc in c_functions.includes(text):
                         graph.setdefault(inc.split("/")[-1], []).append(rel)
