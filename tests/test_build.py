@@ -188,7 +188,7 @@ def test_every_filter_reason_is_counted(tmp_path):
         [
             "filters.licenses=[permissive]",
             f"filters.tokenizer={tok}",
-            "filters.max_prompt_tokens=120",
+            "filters.max_prompt_tokens=130",
             "filters.max_completion_tokens=150",
             "filters.max_total_tokens=190",
             "filters.min_completion_tokens=6",

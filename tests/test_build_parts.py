@@ -30,15 +30,27 @@ def test_translate_template_pairs_c_with_its_wat_only():
 def test_implement_template_uses_doc_or_falls_back_to_signature():
     u = make_unit("f", "int f(int x)\n{ return x + 1; }", doc="Add one to x.")
     _, user, _ = templates.render("c-wat", "implement", u)
-    assert user == "Implement: int f(int x)\n\nAdd one to x."
+    # the wasm type comes from the reference's header, so the model copies the param list, never guesses it
+    assert user == "Implement: int f(int x)\nType: (param i32) (result i32)\n\nAdd one to x."
     u["doc"] = None
     _, user, _ = templates.render("c-wat", "implement", u)
-    assert user == "Implement: int f(int x)"
+    assert user == "Implement: int f(int x)\nType: (param i32) (result i32)"
+    u["meta"]["wasm_type"] = "(param i64)"  # a recorded type wins over the header
+    assert templates.render("c-wat", "implement", u)[1] == "Implement: int f(int x)\nType: (param i64)"
     # Inference needs only the fields the mode reads: no artifact, no source.
     assert (
         templates.render_prompt("c-wat", "implement", {"signature": "int  f(int x)", "doc": None})[1]
         == "Implement: int f(int x)"
     )
+
+
+def test_wasm_type_is_read_off_the_header():
+    from codehone.targets.c_wat.templates import wasm_type
+
+    assert wasm_type("(func $f (param i32) (result i32)\n  local.get 0)") == "(param i32) (result i32)"
+    assert wasm_type("(func $g (type 3) (param $x i32) (param i64 f32)\n  nop)") == "(param i32 i64 f32)"
+    assert wasm_type("(func $h\n  nop)") == "(no params, no result)"
+    assert wasm_type("not wat") is None
 
 
 def test_formats_are_made_from_the_same_parts():
@@ -52,7 +64,7 @@ def test_formats_are_made_from_the_same_parts():
     assert pc["prompt"].endswith("### Response:\n") and "### Input:\nZero." in pc["prompt"]
     assert alpaca == {
         "system": p.system,
-        "instruction": "Implement: int f(void)",
+        "instruction": "Implement: int f(void)\nType: (param i32) (result i32)",
         "input": "Zero.",
         "output": p.assistant,
     }
