@@ -231,12 +231,19 @@ def test_list_file_with_comments_and_per_source_flags(tmp_path):
 
 
 def _make_repo(root: Path, n_files: int) -> Path:
-    files = {}
+    # Headers in folders the files do not name relative to themselves: the include folders must be
+    # found, and must be the same in every run whichever file a worker compiles first.
+    files = {"inc/a/scale.h": "#define SCALE 3\n", "ext/b/bias.h": "#define BIAS 7\n",
+             "src/dup1.c": "int twin(int a) { return a + 41; }\n",
+             "src/dup2.c": "int twin(int a) {\n    return a + 41;\n}\n"}
     for i in range(n_files):
         funcs = "\n".join(
             f"static int f{i}_{j}(int x) {{ return x * {i + 2} + {j}; }}" for j in range(6)
         )
-        files[f"m{i:03d}.c"] = funcs + f"\nint entry{i}(int x) {{ return f{i}_0(x) + f{i}_5(x); }}\n"
+        head = '#include "a/scale.h"\n' if i % 2 else '#include <b/bias.h>\n'
+        use = "SCALE" if i % 2 else "BIAS"
+        files[f"src/m{i:03d}.c"] = (head + funcs +
+                                    f"\nint entry{i}(int x) {{ return f{i}_0(x) + f{i}_5(x) + {use}; }}\n")
     return write(root, files)
 
 
@@ -245,7 +252,9 @@ def test_kill_and_resume_loses_and_duplicates_nothing(tmp_path):
     repo = _make_repo(tmp_path / "repo", 40)
     ref_out, out = tmp_path / "ref", tmp_path / "out"
     _, ref_units = mine(repo, ref_out, jobs=2)
-    assert len(ref_units) == 40 * 7
+    assert len(ref_units) == 40 * 7 + 1  # the twins are one unit
+    flags = {tuple(u["meta"]["flags"]) for u in ref_units}
+    assert len(flags) == 1 and all(f.count(x) <= 1 for f in flags for x in f)  # one flag set, no repeats
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     cmd = [sys.executable, "-m", "codehone.cli", "mine", str(repo), "-o", str(out), "-j", "2"]
     kills = 0
@@ -265,7 +274,9 @@ def test_kill_and_resume_loses_and_duplicates_nothing(tmp_path):
     assert len(ids) == len(set(ids)), "a unit was written twice"
     assert set(ids) == {u["id"] for u in ref_units}, "a unit was lost"
     stats = json.loads((out / "stats.json").read_text())
-    assert stats["units_written"] == len(ref_units) and stats["files_mined"] == 40
+    assert stats["units_written"] == len(ref_units) and stats["files_mined"] == 44  # 42 .c files and 2 headers
+    # A resumed run equals a fresh one byte for byte (flags, kept twin, order), not only in its ids.
+    assert (out / "units.jsonl").read_bytes() == (ref_out / "units.jsonl").read_bytes()
 
 
 def test_mine_file_api_reports_reasons_per_function(tmp_path):
