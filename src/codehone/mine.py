@@ -30,8 +30,17 @@ from typing import Any
 from . import records
 from .executors import Journal, LocalPool, canonical_jsonl, run_serial, task_context
 from .records import FileResult, JsonlAppender, content_hash, read_jsonl, write_text_atomic
-from .sources import (FileTooLarge, Source, SourceError, WalkOptions, WalkStats, read_bounded, read_list_file, resolve,
-                      walk)
+from .sources import (
+    FileTooLarge,
+    Source,
+    SourceError,
+    WalkOptions,
+    WalkStats,
+    read_bounded,
+    read_list_file,
+    resolve,
+    walk,
+)
 from .targets import DEFAULT, get, with_miner
 from .toolchains import zig
 

@@ -13,7 +13,6 @@ from typing import Any
 
 from ...templates import Mode, TargetTemplates
 
-
 _HEADER = re.compile(r"^\s*\(func\s+\$[^\s()]+((?:\s*\((?:type|param|result)\b[^()]*\))*)")
 _PART = re.compile(r"\((param|result)\b([^()]*)\)")
 
