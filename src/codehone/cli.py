@@ -444,12 +444,13 @@ def serve(
     if threads < 0 or max_tokens < 1 or max_request_kb < 1 or timeout <= 0 or max_queue < 1 or max_batch < 1:
         fail("--threads must be >= 0; --max-tokens, --max-request-kb, --max-queue, --max-batch >= 1; --timeout > 0")
     _weak(allow_weak_isolation)
-    sock = bind_socket(host, port)  # binds, or fails in one line, before any model is loaded
+    check_port(port)
     n_threads = _set_threads(threads)
     try:
-        be = load_backend(model, backend, n_threads)
+        be = load_backend(model, backend, n_threads)  # verifies the model files first: one line if corrupt
     except ServeError as e:
         fail(str(e))
+    sock = bind_socket(host, port)  # binds, or fails in one line, before it says it is serving
     import uvicorn
 
     limits = Limits(max_request_bytes=max_request_kb * 1024, max_tokens=max_tokens, timeout_s=timeout,
