@@ -436,3 +436,15 @@ def test_cli_build_with_recipe(tmp_path):
     assert r.exit_code == 0, r.output
     assert json.loads(r.output.strip().splitlines()[-1])["units_in"] == 8
     assert (tmp_path / "o" / "README.md").exists()
+
+
+def test_the_fingerprint_covers_the_target_package(monkeypatch):
+    """The prompts live in the target's package: a change there must make a new build, not an up-to-date one."""
+    from codehone import dataset
+
+    files = [p.name for p in dataset._target_code("c-wat")]
+    assert "templates.py" in files and "judge.py" in files
+    cfg = load_build_config(None, FAST)
+    before = dataset.fingerprint([], cfg)
+    monkeypatch.setattr(dataset, "_target_code", lambda _t: [Path(__file__)])  # any other code
+    assert dataset.fingerprint([], cfg) != before

@@ -390,7 +390,19 @@ def fingerprint(inputs: list[str | Path], cfg: BuildConfig) -> str:
     here = Path(__file__).resolve().parent
     for name in _BUILD_CODE:
         add_file(here / name)
+    # The target's own package (its prompt templates live there): a changed prompt is a new build.
+    for p in _target_code(cfg.target):
+        add_file(p)
     return h.hexdigest()[:32]
+
+
+def _target_code(target: str) -> list[Path]:
+    import importlib
+
+    from .targets import REGISTRY
+
+    mod = importlib.import_module(REGISTRY[target])
+    return sorted(Path(mod.__file__).resolve().parent.glob("*.py"))
 
 
 # The modules whose code shapes the output: a change to any of them makes a rebuild necessary.
