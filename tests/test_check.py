@@ -177,3 +177,21 @@ def test_c_wat_batches_keep_a_units_candidates_together():
     assert batches(list(range(5)), one, jobs=2, by_unit=True) == [[2, 3, 4], [0, 1]]
     assert batches([0], one, jobs=4, by_unit=True) == [[0]]
     assert batches([], one, jobs=2, by_unit=True) == []
+
+
+def test_a_check_resumed_from_the_cache_writes_the_bytes_of_a_fresh_one(tmp_path: Path):
+    """Kill a check half way (here: run its first half), rerun it: -o holds what a fresh run writes."""
+    samples = tmp_path / "s.jsonl"
+    rows = [{"id": f"c{i}", "candidate": c} for i, c in enumerate([GOOD, BAD, GOOD + "\n// x\n"])]
+    samples.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    half = tmp_path / "half.jsonl"
+    half.write_text("".join(json.dumps(r) + "\n" for r in rows[:2]))
+    cache = tmp_path / "cache"
+    runner.invoke(app, ["check", "-t", "rust", str(half), "-j", "1", "--cache", str(cache), "-o", str(tmp_path / "h")])
+    resumed = runner.invoke(app, ["check", "-t", "rust", str(samples), "-j", "1", "--cache", str(cache),
+                                  "-o", str(tmp_path / "resumed.jsonl")])
+    fresh = runner.invoke(app, ["check", "-t", "rust", str(samples), "-j", "1", "--no-cache",
+                                "-o", str(tmp_path / "fresh.jsonl")])
+    assert resumed.exit_code == fresh.exit_code == 1  # BAD fails
+    assert '"cached": 2' in resumed.output  # the first two came from the cache
+    assert (tmp_path / "resumed.jsonl").read_bytes() == (tmp_path / "fresh.jsonl").read_bytes()

@@ -258,13 +258,20 @@ def _judge_options(tgt, no_tests: bool, timeout: float | None, units: Path | Non
 
 
 def _verdict_rows(items: list, verdicts: list, out: Path | None) -> list[dict]:
-    """One row per candidate (its index, its meta, its verdict), written to OUT when given."""
+    """One row per candidate (its index, its meta, its verdict), written to OUT when given.
+
+    The file leaves out each verdict's timings and cache flag, as eval's samples do: they differ
+    between identical runs, and a run resumed from the verdict cache must write the same bytes as
+    a fresh one. The summary line keeps the seconds and the cache count.
+    """
     from .records import to_dict, write_jsonl_atomic
 
     rows = [{"index": i, **(it.meta or {}), "verdict": to_dict(v)}
             for i, (it, v) in enumerate(zip(items, verdicts, strict=True))]
     if out:
-        write_jsonl_atomic(out, rows)
+        stable = [{**r, "verdict": {k: x for k, x in r["verdict"].items() if k not in ("timings", "cached")}}
+                  for r in rows]
+        write_jsonl_atomic(out, stable)
     return rows
 
 
