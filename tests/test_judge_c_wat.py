@@ -699,3 +699,39 @@ def test_a_prompt_whose_reference_runs_nothing_is_left_out_of_pass_at_k():
                 "verdict": {"ok": ok, "stage": "execute", "counts": {"compiled": True, "run": 3}}}
     m = summarize_samples([s("a", True, True), s("b", False, False)], "c-wat", k=1)
     assert m["prompts_unverifiable"] == 1 and m["pass@1"] == 1.0  # b's reference is unverifiable: out of pass@k
+
+
+def test_range_check_boundaries_reach_the_dictionary_and_the_shifted_pairs():
+    # `x - 1 > 8` (x in 1..9) compiles to `x + -1; 8; gt_u`: its boundary in x is 9, a value no constant
+    # spells and the dictionary's +-1 misses (8, 10); the addend -1 shifts the logged pair back to x.
+    from codehone.targets.c_wat import explore, inputs
+
+    func = """(func $f (param i32) (result i32)
+    local.get 0
+    i32.const -1
+    i32.add
+    i32.const 8
+    i32.gt_u)"""
+    assert 9 in inputs.constants(func)
+    assert inputs.shifted_bounds(func) == [9]
+    assert explore.addends(func) == (-1,)
+    assert (9, 9) in explore.shifted([(8, 8)], explore.addends(func))  # x-1 == 8 logged: x = 9 holds it
+    loop = "i32.const 1\ni32.add\ni32.const -57\ni32.add\ni32.const 1\ni32.sub"
+    assert explore.addends(loop) == (-57, 1, -1)  # the +-1 of loops come after the rarer addends
+
+
+def test_callee_probes_follow_the_callers():
+    from codehone.targets.c_wat import explore
+
+    func = """(func $g (param i32) (result i32)
+    local.get 0
+    if (result i32)
+      i32.const 1
+    else
+      i32.const 2
+    end)"""
+    first = explore.instrument(func, 65536)
+    second = explore.instrument(func, 65536, probe_start=first.probes)
+    assert second.probes == 2 * first.probes > 0
+    assert f"i32.const {65536 + first.probes}\n" in second.text
+    assert f"i32.const {65536 + first.probes}\n" not in first.text

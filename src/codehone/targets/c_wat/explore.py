@@ -102,7 +102,7 @@ class Instrumented:
 
 
 def instrument(func_text: str, cov_addr: int, probes: bool = True, cmp_start: int = 0,
-               table: dict[str, tuple[int, ...]] | None = None) -> Instrumented:
+               table: dict[str, tuple[int, ...]] | None = None, probe_start: int = 0) -> Instrumented:
     """The function with a coverage probe after each control-flow point, a trace of load addresses
     and a log of comparison operands.
 
@@ -115,7 +115,8 @@ def instrument(func_text: str, cov_addr: int, probes: bool = True, cmp_start: in
     one operand where the input held the other (input-to-state replacement, as in RedQueen), which
     gets past magic-value checks and onto boundaries that random values almost never hit.
     `table` (type index -> table indices of functions of that type) logs each `call_indirect`'s
-    index against up to three indices it could validly be.
+    index against up to three indices it could validly be. `probe_start`: the first probe number
+    (a callee's probes follow its caller's); `probes` is then the next free one.
     """
     lines = func_text.splitlines()
     params, head_end, nlocals = _header(lines)
@@ -123,7 +124,7 @@ def instrument(func_text: str, cov_addr: int, probes: bool = True, cmp_start: in
     tmps = {"i32": (tmp + 1, tmp + 2), "i64": (tmp + 3, tmp + 4)}
     ind0 = re.match(r"\s*", lines[1] if len(lines) > 1 else "").group(0) or "    "
     out: list[str] = []
-    n = 0
+    n = probe_start
     c = cmp_start
     ordering: list[bool] = []
     for i, line in enumerate(lines):
@@ -385,13 +386,16 @@ def addends(code: str, limit: int = 16) -> tuple[int, ...]:
     """The small constants the code adds to (or subtracts from) a value: `switch (s->status)` and
     range checks compile to `(status - 57) <u 3`, which compares a value no input word holds."""
     out: dict[int, None] = {}
+    ones: dict[int, None] = {}
     for m in _ADDEND.finditer(code):
         k = int(m.group(1)) * (1 if m.group(2) == "add" else -1)
-        if 2 <= abs(k) < 65536:
+        if 2 <= abs(k) < 65536 and len(out) < limit:
             out[k] = None
-            if len(out) >= limit:
-                break
-    return tuple(out)
+        elif abs(k) == 1:
+            # `x - 1 > 8` (a range check on 1..9) compares x - 1, which no input word holds. Kept apart
+            # and last: `i + 1` is in every loop, and must not push the rarer addends out.
+            ones[k] = None
+    return tuple(out) + tuple(ones)
 
 
 def shifted(pairs: list[tuple[int, int]], offsets: tuple[int, ...], limit: int = 64) -> list[tuple[int, int]]:
@@ -557,8 +561,10 @@ def explore(ex: Explorer, seeds: list[inputs.TestInput], params: list[inputs.Par
     queue.extend(strs_first)
     started = True
     last_new = 0
-    for k in range(runs):
-        if len(found) >= keep or k - last_new > PLATEAU:
+    for k in range(2 * runs):
+        # Past `runs`, only while coverage still grows (something new in the last PLATEAU/4 runs): a
+        # parser whose search is still finding paths at the end gets up to twice the runs.
+        if len(found) >= keep or k - last_new > (PLATEAU if k < runs else PLATEAU // 4):
             break
         if queue and rng.random() < 0.5:
             child, reads = queue.pop()
@@ -621,8 +627,13 @@ def _boundaries(ex: Explorer, logged: list, found: list[inputs.TestInput], param
             for pair in pairs:  # the function's own sites come first
                 if len(out) >= keep or got >= per_input:
                     break
-                for c in replacements(inp, reads[-64:], [pair], params, 1, rng, deltas=(0,)):
-                    if run(c)[0] is not None:
-                        out.append(c)
+                # The pair as logged (the input holds an operand), else shifted back by the code's
+                # addends (`x - 1 > 8`: the input holds x, and x = 9 is the boundary), and in statics.
+                for cands in ([pair], shifted([pair], ex.offsets)):
+                    cs = replacements(inp, reads[-64:], cands, params, 1, rng, deltas=(0,),
+                                      statics=ex.static_addrs, memory=ex.statics)
+                    if cs and run(cs[0])[0] is not None:
+                        out.append(cs[0])
                         got += 1
+                        break
     return out

@@ -478,7 +478,24 @@ def constants(func_wat: str) -> tuple[int, ...]:
     """The integer constants of a function's WAT, for the input dictionary (a few dozen at most)."""
     vals = {int(m.group(1)) for m in re.finditer(r"\bi(?:32|64)\.const (-?\d+)", func_wat)}
     vals |= {int(m.group(1)) for m in re.finditer(r"\boffset=(\d+)", func_wat)}
-    return tuple(sorted(vals, key=lambda v: (abs(v), v))[:96])
+    out = sorted(vals, key=lambda v: (abs(v), v))[:96]
+    # The boundaries of range checks, which no constant of the code spells: `x - 1 > 8` (x in 1..9)
+    # compiles to `x + -1; 8; gt_u`, whose boundary in x is 9 (the dictionary's +-1 gives 8 and 10).
+    extra = [b for b in shifted_bounds(func_wat) if b not in vals]
+    return tuple(out + extra[:32])
+
+
+_SHIFTED_CMP = re.compile(r"^\s*(i32|i64)\.const (-?\d+)\s*\n\s*\1\.(add|sub)\s*\n(?:\s*local\.tee \S+\s*\n)?"
+                          r"\s*\1\.const (-?\d+)\s*\n\s*\1\.(?:lt|le|gt|ge)_[su]\b", re.M)
+
+
+def shifted_bounds(func_wat: str) -> list[int]:
+    """For each `x + k <cmp> c` (also `x - k`), the x on the boundary: c - k (or c + k)."""
+    out: dict[int, None] = {}
+    for m in _SHIFTED_CMP.finditer(func_wat):
+        k = int(m.group(2)) * (1 if m.group(3) == "add" else -1)
+        out[int(m.group(4)) - k] = None
+    return list(out)
 
 
 def float_constants(func_wat: str) -> tuple[float, ...]:

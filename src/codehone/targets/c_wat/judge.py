@@ -581,9 +581,16 @@ def _explorer(ref: Reference) -> explore.Explorer | None:
         # The direct callees get the load trace and the comparison log too (no probes): checks such as
         # zlib's inflateStateCheck(strm) read the input there.
         edits = {ref.func.name: (ref.func, main.text)}
-        cmps, ordering = main.cmps, main.ordering
+        cmps, ordering, probes = main.cmps, main.ordering, main.probes
         for f in ref.callee_fields:
-            sub = explore.instrument(f.text, cov_addr, probes=False, cmp_start=cmps, table=ref.table)
+            # Their branches count as coverage too (a wrapper's behaviour is its callees'; `if
+            # (grow(a) != OK) return err` is passed by inputs on which the callee succeeds), while
+            # there is room for their probes in the coverage page.
+            sub = explore.instrument(f.text, cov_addr, cmp_start=cmps, table=ref.table, probe_start=probes)
+            if sub.probes == 0:
+                sub = explore.instrument(f.text, cov_addr, probes=False, cmp_start=cmps, table=ref.table)
+            else:
+                probes = sub.probes
             cmps, ordering = cmps + sub.cmps, ordering + sub.ordering
             edits[f.name] = (f, sub.text)
         for name, f in ref.funcs.items():  # strcmp-like functions at any depth log their arguments
@@ -599,7 +606,7 @@ def _explorer(ref: Reference) -> explore.Explorer | None:
             if wasm is None:
                 raise RuntimeError("; ".join(d.message for d in diags[:2]))
             prep = wasm_run.prepare(wasm, ref.layout.globals)
-            ref.explorer = explore.Explorer(prep, main.probes, cov_addr - ref.layout.keep_from, cmps, ordering,
+            ref.explorer = explore.Explorer(prep, probes, cov_addr - ref.layout.keep_from, cmps, ordering,
                                             ref.statics, ref.fptrs, explore.addends(ref.func.text + "\n" + ref.callees),
                                             ref.analysis[5] if ref.analysis else ())
         except Exception as e:  # exploring is an improvement, never a requirement
