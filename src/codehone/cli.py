@@ -651,6 +651,9 @@ def eval_(
                                  "(default: the mine folder's modules/, found through the dataset's stats.json)."),
     out: Path = typer.Option(None, "-o", "--out", help="Output folder (default MODEL/eval/SPLIT-seedS-nN)."),
     no_history: bool = typer.Option(False, "--no-history", help="Do not append to MODEL/history.jsonl."),
+    constrained: bool = typer.Option(False, "--constrained", help="Constrained decoding: every sample follows "
+                                     "the target's answer grammar (c-wat: one well-formed (func ...) with the "
+                                     "unit's own name and wasm type), through llguidance."),
     allow_weak_isolation: bool = typer.Option(False, "--allow-weak-isolation", help=WEAK_HELP),
 ) -> None:
     """Sample a model on a dataset split, judge every sample by execution, and report pass@k.
@@ -688,7 +691,7 @@ def eval_(
             metrics = run_eval(model, dataset, split=split, k=k, n=n, limit=limit, seed=seed,
                                temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens,
                                batch_size=batch_size, jobs=jobs or os.cpu_count() or 1, modules=modules, out=out,
-                               history=not no_history, log=say, progress=on_progress)
+                               history=not no_history, log=say, progress=on_progress, constrained=constrained)
     except EvalError as e:
         fail(escape(str(e)))
     except KeyboardInterrupt:

@@ -153,8 +153,11 @@ def _weights_signature(folder: Path) -> list:
 def generate_samples(model, tok, evalset: EvalSet, *, n: int, temperature: float, top_p: float,
                      max_new_tokens: int, seed: int, batch_size: int, cache: Path | None = None,
                      fingerprint: dict | None = None, progress: Progress | None = None,
-                     log: Callable[[str], None] = print) -> tuple[list[dict], dict]:
+                     log: Callable[[str], None] = print, constrained: bool = False) -> tuple[list[dict], dict]:
     """n completions per row → sample dicts (no verdicts yet), in row order then sample index.
+
+    `constrained`: each row's samples are held to the target's answer grammar (its `grammar(unit)`),
+    so every sample is well-formed; a target without a grammar is an error.
 
     With `cache` (a generations.jsonl) and a `fingerprint` of the model and settings, completions
     already there are reused and new ones appended per batch. Returns (samples, generation stats).
@@ -192,11 +195,17 @@ def generate_samples(model, tok, evalset: EvalSet, *, n: int, temperature: float
         if appender:
             appender.write_many(rows)
 
+    grammars = None
+    if constrained:
+        tgt = get(evalset.target)
+        if tgt.grammar is None:
+            raise EvalError(f"target {evalset.target} has no answer grammar: run without --constrained")
+        grammars = [tgt.grammar(evalset.units.get(r.get("unit_id"))) for r in evalset.rows]
     t0 = time.monotonic()
     try:
         sample(model, tok, [prompt_messages(r) for r in evalset.rows], n=n, temperature=temperature,
                top_p=top_p, max_new_tokens=max_new_tokens, seed=seed, batch_size=batch_size, keys=ids,
-               skip=skip, on_batch=on_batch,
+               skip=skip, on_batch=on_batch, grammars=grammars,
                progress=(lambda d, t: progress("generate", d, t)) if progress else None)
     finally:
         if appender:
@@ -274,7 +283,7 @@ def judge_samples(target: str, samples: list[dict], *, units: dict[str, dict] | 
 
 
 SAMPLE_KEYS = ("example_id", "unit_id", "mode", "k", "messages", "completion", "code", "verdict", "ok",
-               "stopped_at_eos", "new_tokens")
+               "stopped_at_eos", "new_tokens", "reference_verified")
 
 
 def _model_label(model) -> str:
@@ -286,11 +295,12 @@ def run_eval(model, dataset, *, split: str = "test", k: int = 1, n: int | None =
              batch_size: int = 8, jobs: int = 1, modules: Path | None = None, out: Path | None = None,
              history: bool = True, log: Callable[[str], None] = print, progress: Progress | None = None,
              model_dir: Path | None = None, judge_options: dict | None = None,
-             cache_dir: Path | str | None | bool = None) -> dict:
+             cache_dir: Path | str | None | bool = None, constrained: bool = False) -> dict:
     """Evaluate `model` (a model/adapter/train-run folder, or a loaded (model, tokenizer) pair) on a split.
 
     n samples per prompt (default k); temperature None means greedy for n == 1 and 0.8 otherwise.
     A loaded pair has no folder: give `model_dir` (where eval/ and history go) or `out`.
+    `constrained` holds every sample to the target's answer grammar (constrained decoding).
     Returns the metrics (also in OUT/metrics.json).
     """
     n = k if n is None else n
@@ -312,7 +322,8 @@ def run_eval(model, dataset, *, split: str = "test", k: int = 1, n: int | None =
             model_dir = model_dir or folder
             fingerprint = {"sampler": SAMPLER_VERSION, "model": str(folder.resolve()), "files": _weights_signature(folder), "seed": seed,
                            "temperature": temperature, "top_p": top_p, "max_new_tokens": max_new_tokens,
-                           "split": split, "dataset": str(evalset.dataset.resolve())}
+                           "split": split, "dataset": str(evalset.dataset.resolve()),
+                           **({"constrained": True} if constrained else {})}
         else:
             mdl, tok = model
     except SamplingError as e:
@@ -326,14 +337,14 @@ def run_eval(model, dataset, *, split: str = "test", k: int = 1, n: int | None =
     samples, gen = generate_samples(mdl, tok, evalset, n=n, temperature=temperature, top_p=top_p,
                                     max_new_tokens=max_new_tokens, seed=seed, batch_size=batch_size,
                                     cache=out / "generations.jsonl" if fingerprint else None,
-                                    fingerprint=fingerprint, progress=progress, log=log)
+                                    fingerprint=fingerprint, progress=progress, log=log, constrained=constrained)
     judged = judge_samples(evalset.target, samples, units=evalset.units, modules_dir=evalset.modules_dir,
                            jobs=jobs, options=judge_options, cache_dir=cache_dir, progress=progress)
     write_jsonl_atomic(out / "samples.jsonl", ({key: s.get(key) for key in SAMPLE_KEYS} for s in samples))
     metrics: dict[str, Any] = {
         "model": _model_label(model), "dataset": str(evalset.dataset), "split": split, "target": evalset.target,
         "seed": seed, "n": n, "k": k, "temperature": temperature, "top_p": top_p,
-        "max_new_tokens": max_new_tokens, "limit": limit,
+        "max_new_tokens": max_new_tokens, "limit": limit, "constrained": constrained,
         **summarize_samples(samples, evalset.target, k),
         "generation": {"tokens": gen["new_tokens"], "samples_generated": gen["generated"],
                        "samples_reused": gen["reused"],

@@ -172,6 +172,63 @@ class RowSampler:
         return out
 
 
+_LL_TOKENIZERS: dict[int, object] = {}
+
+
+class GrammarMask:
+    """A logits processor: row r may only take tokens that keep its answer inside `grammars[r]`.
+
+    llguidance (a Lark grammar, an Earley parser over the tokenizer's vocabulary) computes the
+    allowed tokens after each step; rows without a grammar are left alone. It runs before the
+    row sampler, so a seeded draw picks among allowed tokens only, and greedy takes the best of
+    them. When a row's answer is complete the grammar allows only EOS.
+    """
+
+    def __init__(self, tok, grammars: list[str | None], width: int):
+        import llguidance
+        import llguidance.hf
+        import llguidance.torch
+
+        key = id(tok)
+        if key not in _LL_TOKENIZERS:  # building the token trie costs ~0.1 s; once per tokenizer
+            _LL_TOKENIZERS[key] = llguidance.hf.from_tokenizer(tok)
+        lt = _LL_TOKENIZERS[key]
+        self.matchers = [llguidance.LLMatcher(lt, llguidance.grammar_from("lark", g)) if g else None
+                         for g in grammars]
+        for m in self.matchers:
+            if m is not None and m.is_error():
+                raise SamplingError(f"bad grammar: {m.get_error().splitlines()[0]}")
+        self.width = width
+        self.eos = tok.eos_token_id
+        self.vocab = lt.vocab_size
+        self.mask = llguidance.torch.allocate_token_bitmask(len(grammars), lt.vocab_size)
+        self._fill = llguidance.torch.fill_next_token_bitmask
+        self._shifts = torch.arange(32, dtype=torch.int32)
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        step = input_ids.shape[1] - self.width
+        self.mask.fill_(-1)  # all bits set: unconstrained rows keep every token
+        for r, m in enumerate(self.matchers):
+            if m is None:
+                continue
+            if step > 0 and not m.is_stopped() and not m.is_error():
+                m.consume_token(int(input_ids[r, -1]))
+            if m.is_error():
+                continue  # off the grammar (cannot happen through the mask): leave the row be
+            self._fill(m, self.mask, r)  # a complete answer (the matcher stopped) allows EOS only
+        constrained = [r for r, m in enumerate(self.matchers) if m is not None and not m.is_error()]
+        if constrained:
+            # The bitmask unpacked in plain torch: llguidance's own kernel is torch.compile'd, which
+            # costs ~2 s per process on a CPU and needs a C++ toolchain at run time.
+            rows = torch.tensor(constrained)
+            bits = ((self.mask[rows].unsqueeze(-1) >> self._shifts) & 1).bool().reshape(len(constrained), -1)
+            allowed = torch.zeros((len(constrained), scores.shape[1]), dtype=torch.bool)
+            n = min(self.vocab, scores.shape[1])
+            allowed[:, :n] = bits[:, :n]
+            scores[rows] = scores[rows].masked_fill(~allowed.to(scores.device), float("-inf"))
+        return scores
+
+
 def cpu_threads() -> int:
     """Torch threads for generation on a CPU: the cores the load average leaves free, at least one.
 
@@ -211,6 +268,7 @@ def sample(
     keys: list[str] | None = None,
     on_batch: Callable[[list[tuple[int, int, Completion]]], None] | None = None,
     skip: set[tuple[int, int]] | None = None,
+    grammars: list[str | None] | None = None,
 ) -> list[list[Completion]]:
     """`n` completions for each chat prompt (a trailing assistant message is ignored).
 
@@ -220,7 +278,8 @@ def sample(
     completion) as each batch finishes, and `skip` lists (prompt, sample) pairs
     that already exist (a resume): they come back as None.
     `progress(done, total)` counts samples. `threads`: torch threads on a CPU
-    (default `cpu_threads()`).
+    (default `cpu_threads()`). `grammars` (one Lark grammar or None per prompt) constrain each
+    prompt's samples to its grammar (GrammarMask).
     """
     if n < 1:
         raise SamplingError(f"n must be at least 1, not {n}")
@@ -254,7 +313,7 @@ def sample(
     with _threads((threads or cpu_threads()) if dev.type == "cpu" else None):
         for b in range(0, len(jobs), batch_size):
             finished = _run_batch(model, tok, ids, jobs[b:b + batch_size], n, greedy, skip, out, dev,
-                                  sampler_args=(seed, keys, temperature, top_p), caps=caps)
+                                  sampler_args=(seed, keys, temperature, top_p), caps=caps, grammars=grammars)
             if on_batch:
                 on_batch(finished)
             done += len(finished)
@@ -287,7 +346,7 @@ class RowLimit:
         return (input_ids.shape[1] - self.width >= self.caps).to(input_ids.device)
 
 
-def _run_batch(model, tok, ids, batch, n, greedy, skip, out, dev, sampler_args, caps):
+def _run_batch(model, tok, ids, batch, n, greedy, skip, out, dev, sampler_args, caps, grammars=None):
     """Generate one batch of (prompt, sample) jobs; fills `out` and returns what it filled.
 
     Generation positions past the model's context are not trained, so each row
@@ -304,12 +363,16 @@ def _run_batch(model, tok, ids, batch, n, greedy, skip, out, dev, sampler_args, 
         inp[r, width - len(ids[p]):] = torch.tensor(ids[p])
         att[r, width - len(ids[p]):] = 1
     kw: dict = {}
+    processors: list = []
+    if grammars is not None and any(grammars[p] for p, _ in batch):
+        processors.append(GrammarMask(tok, [grammars[p] for p, _ in batch], width))
     if not greedy:
+        seed, keys, temperature, top_p = sampler_args
+        processors.append(RowSampler([row_seed(seed, keys[p], s) for p, s in batch], temperature, top_p, dev))
+    if processors:
         from transformers import LogitsProcessorList
 
-        seed, keys, temperature, top_p = sampler_args
-        sampler = RowSampler([row_seed(seed, keys[p], s) for p, s in batch], temperature, top_p, dev)
-        kw["logits_processor"] = LogitsProcessorList([sampler])
+        kw["logits_processor"] = LogitsProcessorList(processors)
     with torch.inference_mode():
         row_caps = [caps[p] for p, _ in batch]
         kw["stopping_criteria"] = StoppingCriteriaList([RowLimit(row_caps, width)])

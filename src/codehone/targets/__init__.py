@@ -36,6 +36,7 @@ It may also supply (the defaults are in the dataclass):
   canonical(code, reference)         an answer rewritten as the reference would name it (iterate)
   quickstart_recipe                  the recipe file `codehone quickstart` trains with
   metric_notes                       what the compile rate and a pass mean, for reports
+  grammar(unit) -> str               a Lark grammar of a well-formed answer (eval --constrained)
 
 Heavy imports (wasmtime, tree-sitter grammars) belong in the functions, not at a package's top:
 a rust check must not pay for the c-wat judge, nor carry its threads into a worker.
@@ -109,6 +110,7 @@ class Target:
     strip_comments: Callable[[str], str] = lambda code: code
     canonical: Callable[[str, str], str] = lambda code, _reference: code
     quickstart_recipe: str | None = None
+    grammar: Callable[[dict | None], str] | None = None
     metric_notes: str = "compiles = the compiler accepts it; pass@1/pass@k = the judge passes it."
     description: str = ""
     unavailable: Callable[[], str | None] = lambda: None  # why the judge cannot run here, or None

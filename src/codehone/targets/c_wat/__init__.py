@@ -146,6 +146,12 @@ def request_unit(prompt: str, mode: str | None) -> tuple[str, dict]:
     raise ValueError(f"unknown mode {mode!r} for c-wat; available: translate, implement")
 
 
+def _grammar(unit: dict | None) -> str:
+    from .grammar import for_unit
+
+    return for_unit(unit)
+
+
 # ---------------------------------------------------------------- mine
 
 
@@ -221,6 +227,7 @@ TARGET = Target(
     strip_comments=strip_comments,
     canonical=with_reference_name,
     quickstart_recipe="c-wat-tiny-scratch.yaml",
+    grammar=_grammar,
     metric_notes="assembles = the WAT assembles and validates spliced into the reference module; pass@1/pass@k = "
                  "differential execution against the reference in wasmtime agrees on every generated input.",
     unavailable=_unavailable,
