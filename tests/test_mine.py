@@ -325,3 +325,19 @@ def test_header_that_only_compiles_inside_its_includer(tmp_path):
     assert u["rot"]["path"] == "helpers.h" and u["rot"]["meta"]["compiled_via"] == "impl.c"
     assert "i32.rotl" in u["rot"]["artifact"] or "i32.shl" in u["rot"]["artifact"]
     assert stats["failure_reasons"] == {}
+
+
+def test_main_is_mined_under_its_wasm_name_and_passes_its_judge(tmp_path):
+    """wasm32-wasi renames `int main(void)`; the unit is that function, judged under that name."""
+    from codehone.check import check
+
+    repo = write(tmp_path / "r", {"prog.c": "static int twice(int x) { return 2 * x; }\n"
+                                           "int main(void) { return twice(21); }\n"})
+    run_mine([Source(root=repo.resolve(), name="r")], tmp_path / "out", MineConfig(jobs=1))
+    units = {u["name"]: u for u in read_jsonl(tmp_path / "out" / "units.jsonl")}
+    assert set(units) == {"twice", "main"}
+    main = units["main"]
+    assert main["meta"]["wat_name"] in c_wat.MAIN_NAMES and main["artifact"].startswith(f"(func {main['meta']['wat_name']}")
+    (v,) = check("c-wat", [{"candidate": main["artifact"], "unit": main}], cache_dir=False,
+                 options={"modules_dir": str(tmp_path / "out" / "modules")})
+    assert v.ok and v.counts["run"] >= 1, v.diagnostics

@@ -44,6 +44,7 @@ KEEP_SYMBOL = "__codehone_keep"
 MAX_ALT_BUILDS = 3
 MAX_INCLUDER_TRIES = 2
 WRAPPER_NAME = "__codehone_tu.c"
+MAIN_NAMES = ("$__original_main", "$__main_void", "$__main_argc_argv")
 
 BASE_CFLAGS = [
     "-target", "wasm32-wasi",
@@ -637,7 +638,12 @@ def _build_pass(ctx: _Ctx, funcs: list[c_functions.CFunction], defines: list[str
             if not any(ln in active for ln in range(f.line, min(f.end_line, f.line + 3) + 1)):
                 not_built.append(f)
                 continue
-        field_ = fns.get("$" + f.name)
+        wat_name = "$" + f.name
+        if wat_name not in fns and f.name == "main":
+            # wasm32-wasi renames `int main(void)` (clang: __original_main; newer: __main_void) and, in a
+            # command, `main(argc, argv)` (__main_argc_argv): the unit is that function.
+            wat_name = next((n for n in MAIN_NAMES if n in fns), wat_name)
+        field_ = fns.get(wat_name)
         if field_ is None:
             if f.in_preproc:
                 not_built.append(f)
@@ -666,7 +672,7 @@ def _build_pass(ctx: _Ctx, funcs: list[c_functions.CFunction], defines: list[str
             artifact=artifact,
             meta={
                 "module": sha,
-                "wat_name": "$" + f.name,
+                "wat_name": wat_name,
                 "flags": outcome.flags,
                 "config_defines": list(defines),
                 "opt": ctx.opts.opt_level,
