@@ -221,7 +221,7 @@ class Iterate:
             str(model), str(dataset or self.dataset), split=split, k=k, n=n, limit=limit, seed=seed,
             temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens, batch_size=batch_size, jobs=jobs,
             modules=self._modules, out=out, history=False, log=lambda m: self.log(f"{what}: {m}"),
-            progress=self.progress(what) if self.progress else None)
+            progress=self.progress(what) if self.progress else None, constrained=self.cfg.constrained)
 
     def eval_test(self, model: str | Path, out: Path, r: int) -> dict:
         e = self.cfg.eval

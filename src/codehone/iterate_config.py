@@ -72,6 +72,8 @@ class IterateConfig(_Strict):
     max_new_tokens: int = Field(512, ge=1)
     batch_size: int = Field(8, ge=1)
     jobs: int = Field(1, ge=1, description="candidates judged in parallel")
+    constrained: bool = Field(False, description="constrained decoding (the target's answer grammar) for the "
+                              "round's sampling and its evals")
     train_limit: int | None = Field(None, ge=1, description="training prompts sampled per round; None = all")
     prompts: Literal["random", "first", "shortest"] = Field(
         "random", description="which train_limit prompts: a fresh seeded draw each round, the split's first, "
