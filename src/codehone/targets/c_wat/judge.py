@@ -608,7 +608,7 @@ def _explorer(ref: Reference) -> explore.Explorer | None:
             prep = wasm_run.prepare(wasm, ref.layout.globals)
             ref.explorer = explore.Explorer(prep, probes, cov_addr - ref.layout.keep_from, cmps, ordering,
                                             ref.statics, ref.fptrs, explore.addends(ref.func.text + "\n" + ref.callees),
-                                            ref.analysis[5] if ref.analysis else ())
+                                            ref.analysis[5] if ref.analysis else (), own_probes=main.probes)
         except Exception as e:  # exploring is an improvement, never a requirement
             ref.explore_error = str(e)[:300]
     return ref.explorer
