@@ -735,3 +735,24 @@ def test_callee_probes_follow_the_callers():
     assert second.probes == 2 * first.probes > 0
     assert f"i32.const {65536 + first.probes}\n" in second.text
     assert f"i32.const {65536 + first.probes}\n" not in first.text
+
+
+def test_fault_fixes_repoint_the_faulting_pointer_or_shrink_a_count():
+    # A run that trapped reading past memory at `fault`: the word holding its base pointer (fault - v
+    # small) becomes an arena address; with no such word, a large count the function read gets small.
+    import random
+
+    from codehone.targets.c_wat import explore, inputs
+
+    base, size = 1 << 20, 1 << 17
+    arena = bytearray(size)
+    arena[64:68] = (0x7FFF0000).to_bytes(4, "little")  # a wild pointer
+    arena[128:132] = (123456).to_bytes(4, "little")  # a count
+    params = [inputs.Param("ptr", "i32")]
+    inp = inputs.TestInput([base + 64], bytes(arena), base)
+    fixed = explore.fault_fixes(random.Random(0), inp, [64, 128], params, 0x7FFF0010)
+    assert fixed and all(base <= int.from_bytes(f.arena[64:68], "little") < base + size for f in fixed)
+    arena[64:68] = (base + 4096).to_bytes(4, "little")
+    inp = inputs.TestInput([base + 64], bytes(arena), base)
+    fixed = explore.fault_fixes(random.Random(0), inp, [64, 128], params, 0x7FFF0010)
+    assert fixed and all(int.from_bytes(f.arena[128:132], "little") <= 16 for f in fixed)

@@ -33,6 +33,7 @@ from . import inputs, wasm_run
 
 _PROBE_AFTER = re.compile(r"^\s*(block|loop|if|else|end|br_if)\b")
 _LOAD = re.compile(r"^\s*(?:i32|i64|f32|f64)\.load(?:8_[su]|16_[su]|32_[su])?(?:\s+offset=(\d+))?(?:\s+align=\d+)?$")
+_STORE = re.compile(r"^\s*(i32|i64|f32|f64)\.store(?:8|16|32)?(?:\s+offset=(\d+))?(?:\s+align=\d+)?$")
 _OTHER_SIDE = re.compile(r"^\s*(br_if|if)\b")
 _BR_TABLE = re.compile(r"^\s*br_table((?:\s+\d+)+)")
 _INDIRECT_TYPE = re.compile(r"^\s*call_indirect\b.*?\(type (\d+)\)")
@@ -51,7 +52,10 @@ CMP_FLAGS = CMP_BASE + 32 * CMP_SITES
 RTN_COUNT = CMP_FLAGS + CMP_SITES
 RTN_BASE = RTN_COUNT + 4
 RTN_SLOTS = 64
-COV_END = RTN_BASE + 12 * RTN_SLOTS  # what a run reads back of the coverage page
+# The last store: its address, and the load count (TRACE_COUNT) when it ran: a trap is the last
+# access's, the store's when no load came after it.
+LAST_STORE = RTN_BASE + 12 * RTN_SLOTS
+COV_END = LAST_STORE + 8  # what a run reads back of the coverage page
 # Functions whose two first arguments are compared as strings (the third, when there is one, bounds
 # it): libc's, and a program's own helpers named like them (cJSON's case_insensitive_strcmp).
 _STRCMP = re.compile(r"^\$(?:\w*str\w*cmp\w*|\w*memcmp|bcmp|strcoll|compare_strings)$", re.I)
@@ -121,7 +125,7 @@ def instrument(func_text: str, cov_addr: int, probes: bool = True, cmp_start: in
     lines = func_text.splitlines()
     params, head_end, nlocals = _header(lines)
     tmp = len(params) + nlocals
-    tmps = {"i32": (tmp + 1, tmp + 2), "i64": (tmp + 3, tmp + 4)}
+    tmps = {"i32": (tmp + 1, tmp + 2), "i64": (tmp + 3, tmp + 4), "f32": (tmp + 5,), "f64": (tmp + 6,)}
     ind0 = re.match(r"\s*", lines[1] if len(lines) > 1 else "").group(0) or "    "
     out: list[str] = []
     n = probe_start
@@ -139,6 +143,14 @@ def instrument(func_text: str, cov_addr: int, probes: bool = True, cmp_start: in
                 "i32.store", f"i32.const {tb}", f"i32.const {cnt}", "i32.load", f"i32.const {TRACE_SLOTS - 1}",
                 "i32.and", "i32.const 2", "i32.shl", "i32.add", f"local.get {tmp}", f"i32.const {offset}", "i32.add",
                 "i32.store")))
+        store = _STORE.match(code) if i > head_end else None
+        if store:
+            cnt, last = cov_addr + TRACE_COUNT, cov_addr + LAST_STORE
+            v = tmps[store.group(1)][-1]
+            out.append("\n".join(ind + x for x in (
+                f"local.set {v}", f"local.tee {tmp}", f"i32.const {last}", f"local.get {tmp}",
+                f"i32.const {int(store.group(2) or 0)}", "i32.add", "i32.store", f"i32.const {last + 4}",
+                f"i32.const {cnt}", "i32.load", "i32.store", f"local.get {v}")))
         side = _OTHER_SIDE.match(code) if probes and i > head_end and not code.endswith(")") else None
         if side:
             # The probe after a `br_if` sees only the fall-through, the one after `if` only the then-side:
@@ -196,7 +208,7 @@ def instrument(func_text: str, cov_addr: int, probes: bool = True, cmp_start: in
             out.append("\n".join(ind + x for x in seq))
         out.append(line)
         if i == head_end:
-            out.append(f"{ind0}(local i32 i32 i32 i64 i64)")
+            out.append(f"{ind0}(local i32 i32 i32 i64 i64 f32 f64)")
         if probes and i > head_end and _PROBE_AFTER.match(code) and not code.endswith(")"):
             indent = re.match(r"\s*", lines[min(i + 1, len(lines) - 1)]).group(0) or "    "
             at = cov_addr + n
@@ -291,6 +303,7 @@ class Explorer:
     fptrs: tuple[int, ...] = ()  # table indices of functions the code could call indirectly
     offsets: tuple[int, ...] = ()  # constants the code adds to values (see addends)
     static_addrs: tuple[tuple[int, int], ...] = ()  # (address, width) of the statics the code names
+    own_probes: int | None = None  # probes of the function itself; those after it are its callees'
 
 
 def _value(rng: random.Random, consts: tuple[int, ...], base: int, size: int, ptrs: list[int] = (),
@@ -472,19 +485,20 @@ def replacements(inp: inputs.TestInput, reads: list[int], pairs: list[tuple[int,
     return out
 
 
-Observed = tuple  # (probes, reads, pairs, ordered, strs): see observe
+Observed = tuple  # (probes, reads, pairs, ordered, strs, fault): see observe
 
 
 def observe(ex: Explorer, inp: inputs.TestInput, limits: wasm_run.Limits, keep_from: int) -> Observed:
     """Run the instrumented reference on `inp` and read its coverage page: (probes set, with hit
     buckets, or None unless it returned; words read; comparison operand pairs; those of ordering
-    comparisons, for the boundary variants; string compares (a, b, n), oldest first)."""
+    comparisons, for the boundary variants; string compares (a, b, n), oldest first; the address of the
+    load it trapped on, when it trapped reading outside memory, else None)."""
     o = wasm_run.run(ex.prepared, "__codehone_target", inp.args, inp.arena, inputs.GROW_PAGES + 1, limits,
                      keep_from + ex.cov_offset, keep_to=ex.cov_offset + keep_from + COV_END,
                      stub_seed=inp.stub_seed, memory_on_trap=True, statics=inp.statics)
     # Only the coverage page is read back: copying all memory per run cost more than running it.
     if o.kind in ("fuel", "timeout", "error") or len(o.memory) < COV_END:
-        return None, [], [], [], []
+        return None, [], [], [], [], None
     page = o.memory[:COV_END]
     count = int.from_bytes(page[TRACE_COUNT:TRACE_COUNT + 4], "little")
     n = min(count, TRACE_SLOTS)
@@ -494,12 +508,66 @@ def observe(ex: Explorer, inp: inputs.TestInput, limits: wasm_run.Limits, keep_f
     # In order of last use: the final reads are the check where the run stopped going deeper.
     reads = list(dict.fromkeys(a - base for a in reversed(addrs) if base <= a < base + len(inp.arena) - 8))
     reads.reverse()
-    cov = {(i, _BUCKET[b]) for i, b in enumerate(page[: ex.probes]) if b} if o.kind == "return" else None
+    # The function's own probes count hits in buckets; its callees' only as hit or not: their loops'
+    # counts (one more byte copied by a callee) would fill the kept inputs before the function's own
+    # paths are reached (print_value, gzvprintf went unreached that way).
+    own = ex.probes if ex.own_probes is None else ex.own_probes
+    cov = {(i, _BUCKET[b] if i < own else 1) for i, b in enumerate(page[: ex.probes]) if b} \
+        if o.kind == "return" else None
     ordered = _operand_pairs(page, ex.cmps, ex.ordering) if cov is not None else []
     calls = int.from_bytes(page[RTN_COUNT:RTN_COUNT + 4], "little")
     strs = [tuple(int.from_bytes(page[at + 4 * k: at + 4 * k + 4], "little") for k in range(3))
             for j in range(max(0, calls - RTN_SLOTS), calls) for at in [RTN_BASE + 12 * (j % RTN_SLOTS)]]
-    return cov, reads, _operand_pairs(page, ex.cmps), ordered, strs
+    # The last load traced before a trap is the one that trapped (its address is logged first): out of
+    # memory when it lies past the coverage page (a random pointer, or an index past its buffer).
+    cov_addr = keep_from + ex.cov_offset
+    last = addrs[-1] if addrs else None
+    if int.from_bytes(page[LAST_STORE + 4:LAST_STORE + 8], "little") == count and count or not addrs:
+        last = int.from_bytes(page[LAST_STORE:LAST_STORE + 4], "little") or None
+    fault = last if o.kind == "trap" and last is not None and last >= cov_addr + inputs.PAGE else None
+    return cov, reads, _operand_pairs(page, ex.cmps), ordered, strs, fault
+
+
+def fault_fixes(rng: random.Random, inp: inputs.TestInput, reads: list[int], params: list[inputs.Param],
+                fault: int, limit: int = 4) -> list[inputs.TestInput]:
+    """Inputs that might not trap where `inp` did, reading `fault` (outside memory): the word the function
+    read (or the argument) that holds the faulting access's base pointer (`fault - v` small) becomes an
+    address in the arena; when none does, the pointer was fine and an index ran past its buffer, so
+    a large number the function read (a length, a count: mp_int's `used`) becomes a small one.
+
+    Reaching the code behind `p->buf[i]` needs inputs on which the reference returns, and random words
+    as pointers or counts give it none (a reference that traps on every input compares nothing)."""
+    arena, base, size = inp.arena, inp.base, len(inp.arena)
+    words = [r for r in dict.fromkeys(r & ~3 for r in reversed(reads)) if r + 4 <= size][:64]
+    val = {r: int.from_bytes(arena[r:r + 4], "little") for r in words}
+    ptr_args = [j for j, a in enumerate(inp.args) if isinstance(a, int) and params[j].wasm == "i32"
+                and 0 <= fault - (a & 0xFFFFFFFF) < inputs.PAGE]
+    ptr_words = [r for r in words if 0 <= fault - val[r] < inputs.PAGE]
+    out = []
+    for _ in range(limit):
+        args, new = list(inp.args), bytearray(arena)
+        addr = base + rng.randrange(0, size - 4096, 16)
+        if ptr_args or ptr_words:
+            if ptr_args and (not ptr_words or rng.random() < 0.5):
+                args[rng.choice(ptr_args)] = addr
+            else:
+                r = rng.choice(ptr_words)
+                new[r:r + 4] = addr.to_bytes(4, "little")
+        else:
+            big = [r for r in words if val[r] > 64 and not base <= val[r] < base + size]
+            big_args = [j for j, a in enumerate(inp.args) if isinstance(a, int) and params[j].kind != "ptr"
+                        and a & 0xFFFFFFFF > 64 and not base <= a < base + size]
+            if not big and not big_args:
+                break
+            small = rng.choice((0, 1, 2, 3, 4, 8, 16))
+            if big_args and (not big or rng.random() < 0.3):
+                j = rng.choice(big_args)
+                args[j] = inputs._wrap(small, params[j].wasm)
+            else:
+                r = rng.choice(big[:8])
+                new[r:r + 4] = small.to_bytes(4, "little")
+        out.append(inputs.TestInput(args, bytes(new), base, inp.stub_seed, inp.statics))
+    return out
 
 
 def explore(ex: Explorer, seeds: list[inputs.TestInput], params: list[inputs.Param], consts: tuple[int, ...],
@@ -549,8 +617,11 @@ def explore(ex: Explorer, seeds: list[inputs.TestInput], params: list[inputs.Par
             (strs_first if not started else queue).extend(
                 (c, reads) for c in string_replacements(inp, fresh, ex.statics, 8))
 
+    fixes: list[tuple[inputs.TestInput, list[int]]] = []
     for inp in seeds:
-        cov, reads, pairs, ordered, strs = run(inp)
+        cov, reads, pairs, ordered, strs, fault = run(inp)
+        if fault is not None and len(fixes) < runs // 4:
+            fixes.extend((c, reads) for c in fault_fixes(rng, inp, reads, params, fault, 2))
         if cov is not None:
             seen |= cov
             boundary.append((inp, reads, ordered))
@@ -558,6 +629,8 @@ def explore(ex: Explorer, seeds: list[inputs.TestInput], params: list[inputs.Par
         learn(inp, reads, pairs)
         learn_strings(inp, reads, strs)
     rng.shuffle(queue)
+    rng.shuffle(fixes)
+    queue.extend(fixes)
     queue.extend(strs_first)
     started = True
     last_new = 0
@@ -573,8 +646,10 @@ def explore(ex: Explorer, seeds: list[inputs.TestInput], params: list[inputs.Par
             parent, reads = rng.choice(sorted(pool, key=lambda e: -len(e[1]))[:8]) if rng.random() < 0.7 \
                 else rng.choice(pool)
             child = _mutate(rng, parent, reads, params, consts, hints, tokens, ex.fptrs)
-        cov, child_reads, pairs, ordered, strs = run(child)
+        cov, child_reads, pairs, ordered, strs, fault = run(child)
         new = bool(cov is not None and cov - seen)
+        if fault is not None and len(child_reads) > len(reads) and len(queue) < 4 * runs:
+            queue.extend((c, child_reads) for c in fault_fixes(rng, child, child_reads, params, fault, 2))
         if new:
             seen |= cov
             found.append(child)
