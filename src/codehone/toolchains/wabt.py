@@ -35,6 +35,23 @@ def tool(name: str) -> str:
     return found
 
 
+# Address space for one wabt process on untrusted text: a hostile candidate (deep nesting, huge
+# literals) must not take the machine's memory, and a hit is a failed assemble, not an OOM kill.
+MEMORY_MB = 1024
+
+
+@functools.cache
+def _prlimit() -> str | None:
+    return shutil.which("prlimit")
+
+
+def limited(cmd: list[str], memory_mb: int = MEMORY_MB) -> list[str]:
+    """`cmd` under an address-space limit: util-linux `prlimit` when present (no preexec_fn, which is
+    unsafe in the judge's threaded worker processes), else unchanged."""
+    pl = _prlimit()
+    return [pl, f"--as={memory_mb << 20}", "--", *cmd] if pl else cmd
+
+
 @functools.lru_cache(maxsize=1)
 def version() -> str:
     r = subprocess.run([tool("wasm2wat"), "--version"], capture_output=True, text=True, timeout=30)
@@ -44,7 +61,7 @@ def version() -> str:
 def wasm2wat(wasm_path: str | os.PathLike, timeout: float = 30.0) -> str:
     """Print a module as WAT, names from the name section, custom sections left out."""
     r = subprocess.run(
-        [tool("wasm2wat"), "--disable-annotations", os.fspath(wasm_path)],
+        limited([tool("wasm2wat"), "--disable-annotations", os.fspath(wasm_path)]),
         capture_output=True,
         text=True,
         timeout=timeout,
