@@ -756,3 +756,13 @@ def test_fault_fixes_repoint_the_faulting_pointer_or_shrink_a_count():
     inp = inputs.TestInput([base + 64], bytes(arena), base)
     fixed = explore.fault_fixes(random.Random(0), inp, [64, 128], params, 0x7FFF0010)
     assert fixed and all(int.from_bytes(f.arena[128:132], "little") <= 16 for f in fixed)
+
+
+def test_the_assembler_runs_under_a_memory_limit(monkeypatch):
+    """A hostile candidate that makes wat2wasm allocate without end is a failed assemble, not an OOM kill."""
+    from codehone.toolchains import wabt
+
+    monkeypatch.setattr(wabt, "MEMORY_MB", 64)
+    text = "(module (func $f (result i32) " + "(block " * 200000 + ")" * 200000 + " i32.const 0))"
+    wasm, diags = c_wat.assemble(text, 0, text)
+    assert wasm is None and diags[0].code == "assemble_memory", diags[:2]

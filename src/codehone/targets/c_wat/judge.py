@@ -162,8 +162,8 @@ class Layout:
 
 
 def _module_wat(wasm_path: Path) -> str:
-    r = subprocess.run([wabt.tool("wasm2wat"), "--no-check", "--disable-annotations", os.fspath(wasm_path)],
-                       capture_output=True, timeout=120)
+    r = subprocess.run(wabt.limited([wabt.tool("wasm2wat"), "--no-check", "--disable-annotations",
+                                     os.fspath(wasm_path)]), capture_output=True, timeout=120)
     if r.returncode != 0:
         raise RuntimeError(f"wasm2wat failed: {r.stderr.decode(errors='replace')[:300]}")
     return r.stdout.decode("utf-8", "replace")
@@ -404,7 +404,7 @@ def assemble(module_wat: str, func_start: int, func_text: str) -> tuple[bytes | 
         src, out = Path(d) / "m.wat", Path(d) / "m.wasm"
         src.write_text(module_wat, encoding="utf-8")
         try:
-            r = subprocess.run([wabt.tool("wat2wasm"), *WAT2WASM_FEATURES, str(src), "-o", str(out)],
+            r = subprocess.run(wabt.limited([wabt.tool("wat2wasm"), *WAT2WASM_FEATURES, str(src), "-o", str(out)]),
                                capture_output=True, timeout=120)
         except subprocess.TimeoutExpired:
             return None, [Diagnostic("wat2wasm ran over 120 s", code="assemble_timeout")]
@@ -418,6 +418,8 @@ def assemble(module_wat: str, func_start: int, func_text: str) -> tuple[bytes | 
         msg = m.group(4) if inside else f"{m.group(4)} (outside the function, module line {line})"
         diags.append(Diagnostic(msg, code="wat2wasm", line=line - first + 1 if inside else None,
                                 level=m.group(3)))
+    if not diags and (r.returncode < 0 or "bad_alloc" in err or "out of memory" in err.lower()):
+        diags.append(Diagnostic(f"wat2wasm ran out of its {wabt.MEMORY_MB} MiB", code="assemble_memory"))
     if not diags:
         diags.append(Diagnostic(err.strip()[:500] or "wat2wasm failed", code="wat2wasm"))
     return None, diags[:20]
