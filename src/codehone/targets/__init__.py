@@ -25,6 +25,8 @@ It may also supply (the defaults are in the dataclass):
   code_name(code)                    the function an answer defines (mcp finds its unit by that name)
   needs_unit, needs_modules          the judge needs each candidate's unit / the mine modules folder
   runs_tests                         the judge runs a file's tests and takes `run_tests=False`
+  runs_native                        the judge runs generated code as host processes (then it needs
+                                     bubblewrap, or --allow-weak-isolation)
   runs_native                        the judge runs generated code as host processes (so it needs a real
                                      sandbox: check/eval/iterate/tools refuse without one unless the user
                                      accepts the risk); False for a judge that only runs it in wasm
@@ -83,11 +85,12 @@ class Miner:
     mine_file: Callable[..., Any]
     warm: Callable[[Any], str | None] = lambda _opts: None
     warm_message: str = "preparing the toolchain"
-    summary: str = "one unit per function"
 
 
 @dataclass(frozen=True)
 class Target:
+    """One target: what the stages may ask of it (the module docstring lists every field)."""
+
     name: str
     answer_lang: str
     answer_name: str
@@ -112,7 +115,7 @@ class Target:
     quickstart_recipe: str | None = None
     grammar: Callable[[dict | None], str] | None = None
     metric_notes: str = "compiles = the compiler accepts it; pass@1/pass@k = the judge passes it."
-    description: str = ""
+    description: str = ""  # one line for listings
     unavailable: Callable[[], str | None] = lambda: None  # why the judge cannot run here, or None
 
 

@@ -209,8 +209,6 @@ TARGET = Target(
         mine_file=_mine_file,
         warm=_warm,
         warm_message="preparing the toolchain (builds wasi libc into the zig cache once, ~30 s)",
-        summary="one unit per function: source, doc, signature, its WAT alone, provenance; "
-                "OUT/modules/ holds the reference wasm module of each file, by sha256, for the judge",
     ),
     templates=C_WAT,
     request_unit=request_unit,
