@@ -5,7 +5,8 @@ Everything about it lives in this package:
   functions.py            tree-sitter C: functions, doc comments, signatures
   dwarf.py                parameter types and struct layouts from the build's DWARF
   wat.py, wat_prune.py    WAT slicing, and the module pruned to what a function needs
-  templates.py            the translate / implement prompts
+  templates.py            the translate / implement prompts (with the wasm type)
+  grammar.py              the answer grammar for constrained decoding (llguidance, Lark)
   judge.py                assemble, validate, splice into the reference, run both in wasmtime
   explore.py, inputs.py,  the differential inputs: arenas laid out from the C types, explored
   layout.py               until the reference's branches are covered
