@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export ZIG_GLOBAL_CACHE_DIR ?= $(CURDIR)/.cache/zig
 
-.PHONY: install system-deps demo test lint bench clean
+.PHONY: install system-deps demo test lint bench corpus clean
 
 install: $(VENV)/.installed system-deps
 
@@ -43,6 +43,21 @@ lint: install
 
 bench: install
 	$(BIN)/python benchmarks/mine_yield.py
+
+# Optional, not part of test or demo: fetch the C corpus (recipes/corpus-c.txt) from Debian source
+# packages. As root on Debian it first adds a deb-src entry mirroring debian.sources (only if apt
+# has none) and runs apt-get update; `codehone corpus fetch` itself needs no root.
+DEBSRC := /etc/apt/sources.list.d/debian-src.sources
+corpus: install
+	@if [ "$$(id -u)" = 0 ] && [ -f /etc/apt/sources.list.d/debian.sources ] \
+	    && ! grep -rqs '^Types:.*deb-src\|^deb-src ' /etc/apt/sources.list /etc/apt/sources.list.d/; then \
+	  echo "adding $(DEBSRC)"; \
+	  awk 'BEGIN{RS=""; FS="\n"} {for (i = 1; i <= NF; i++) if ($$i !~ /^(Types|Signed-By):/) print ($$i); \
+	    print "Types: deb-src"; print "Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg"; print ""}' \
+	    /etc/apt/sources.list.d/debian.sources > $(DEBSRC); \
+	  apt-get update -qq; \
+	fi
+	$(BIN)/codehone corpus fetch
 
 clean:
 	rm -rf out .cache .pytest_cache

@@ -136,6 +136,56 @@ def mine(
 
 
 @app.command()
+def corpus(
+    action: str = typer.Argument(..., help="fetch: download and unpack every package of the list into the cache.",
+                                 show_default=False),
+    list_file: Path = typer.Option(None, "-l", "--list", help="Corpus list: one Debian source package a line, "
+                                   "optionally with -I DIR / -D MACRO (default: recipes/corpus-c.txt)."),
+    cache: Path = typer.Option(None, "--cache", help="Cache folder (default ~/.cache/codehone/corpus)."),
+    timeout: float = typer.Option(900.0, "--timeout", help="Seconds allowed to download or unpack one package."),
+) -> None:
+    """Fetch a corpus of real C libraries from Debian source packages (`apt-get source`), cached and resumable.
+
+    Each package is unpacked into CACHE/PACKAGE (skipped when already there), then CACHE/sources.txt
+    is written: a list file for `codehone mine -l`. Needs a deb-src entry in apt's sources, not root.
+    """
+    from rich.table import Table
+
+    from .corpus import DEFAULT_LIST, CorpusError, default_corpus_cache, fetch, parse_list
+
+    if action != "fetch":
+        fail(f"unknown action {action!r}; available: fetch")
+    check_range("--timeout", timeout, 1, 86400, "seconds")
+    cache = cache or default_corpus_cache()
+    check_output_dir(cache, "--cache")
+    try:
+        entries = parse_list(list_file or DEFAULT_LIST)
+
+        def on_result(i: int, r) -> None:
+            what = f"{r.version}, {r.files} C files" if r.status != "failed" else escape(r.error)
+            color = {"fetched": "green", "cached": "dim", "failed": "red"}[r.status]
+            console.print(f"[{i + 1}/{len(entries)}] {r.package}: [{color}]{r.status}[/] ({what})",
+                          soft_wrap=True, highlight=False)
+
+        results, sources = fetch(entries, cache, on_result=on_result, timeout=timeout)
+    except CorpusError as e:
+        fail(escape(str(e)))
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted[/]: unpacked packages are kept; run the same command again to resume.")
+        raise typer.Exit(130) from None
+    t = Table(title=f"codehone corpus fetch → {cache}")
+    for col in ("package", "version", "C files", "status"):
+        t.add_column(col)
+    for r in results:
+        t.add_row(r.package, r.version, str(r.files), r.status if r.status != "failed" else f"failed: {r.error}")
+    console.print(t)
+    failed = sum(r.status == "failed" for r in results)
+    console.print(f"{len(results) - failed} of {len(results)} packages ready; mine them with: "
+                  f"codehone mine -l {sources}", soft_wrap=True, highlight=False)
+    raise typer.Exit(1 if failed else 0)
+
+
+@app.command()
 def build(
     units: list[str] = typer.Argument(
         None, help="units.jsonl files, or `codehone mine` output folders (their units.jsonl).", show_default=False
