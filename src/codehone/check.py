@@ -29,11 +29,10 @@ from typing import Any
 
 from .executors import LocalPool, drop_shared_pool, shared_pool
 from .records import Diagnostic, JsonlError, Verdict, read_jsonl, to_dict, write_text_atomic
-from .targets import NAMES, REGISTRY, TargetError, get
+from .targets import REGISTRY, TargetError, get
 from .targets.verdict import rates as verdict_rates
 
 JUDGE_VERSION = "4"  # 4: every judge fills the verdict schema (targets/verdict.py)
-TARGETS = NAMES
 
 
 class CheckError(ValueError):

@@ -95,12 +95,12 @@ def mine(
     seconds) and OUT/modules/ (side files the target's judge needs, such as each file's reference build).
     Kill it at any moment and run it again: it resumes, and every unit is written exactly once.
     """
-    from .mine import MineConfig, ToolchainError, collect_sources, default_corpus, run_mine, targets
+    from .mine import MineConfig, ToolchainError, collect_sources, default_corpus, run_mine
     from .sources import SourceError, WalkOptions
     from .targets import get
 
-    if target not in targets():
-        fail(f"unknown target {target!r}; available: {', '.join(targets())}")
+    if target not in with_miner():
+        fail(f"unknown target {target!r}; available: {MINE_TARGETS}")
     miner = get(target).miner
     if opt not in ("-O0", "-O1", "-O2", "-O3", "-Os", "-Oz"):
         fail(f"--opt must be one of -O0 -O1 -O2 -O3 -Os -Oz, not {opt!r}")

@@ -41,13 +41,8 @@ from .sources import (
     resolve,
     walk,
 )
-from .targets import DEFAULT, get, with_miner
+from .targets import DEFAULT, get
 from .toolchains import zig
-
-
-def targets() -> list[str]:
-    """The targets that can be mined."""
-    return with_miner()
 
 
 @dataclass

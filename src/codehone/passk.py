@@ -31,11 +31,6 @@ def pass_at_k(n: int, c: int, k: int) -> float:
     return 1.0 - prod
 
 
-def assembled(target: str, verdict: dict) -> bool:
-    """Did the code get through the toolchain (assembled and validated, or compiled)? The schema says."""
-    return schema.compiled(verdict)
-
-
 def _rate(num: float, den: float) -> float:
     return round(num / den, 4) if den else 0.0
 
@@ -68,7 +63,7 @@ def summarize_samples(samples: Iterable[dict], target: str, k: int) -> dict[str,
         by_prompt[s["example_id"]].append(s)
     ks = sorted({1, k})
     n_s = len(samples)
-    built = [s for s in samples if assembled(target, s["verdict"])]
+    built = [s for s in samples if schema.compiled(s["verdict"])]
     m: dict[str, Any] = {
         "prompts": len(by_prompt),
         "samples": n_s,
@@ -91,7 +86,7 @@ def summarize_samples(samples: Iterable[dict], target: str, k: int) -> dict[str,
         modes[str(s.get("mode"))][s["example_id"]].append(s)
     if any(s.get("mode") is not None for s in samples):
         m["by_mode"] = {
-            mode: {"prompts": len(g), "compile_rate": _rate(sum(assembled(target, s["verdict"]) for ss in g.values()
+            mode: {"prompts": len(g), "compile_rate": _rate(sum(schema.compiled(s["verdict"]) for ss in g.values()
                                                                  for s in ss), sum(map(len, g.values()))),
                    **_pass_block({e: ss for e, ss in g.items() if e not in unverifiable}, ks)}
             for mode, g in sorted(modes.items())

@@ -19,6 +19,7 @@ import hashlib
 import json
 import logging
 import os
+import weakref
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -172,7 +173,8 @@ class RowSampler:
         return out
 
 
-_LL_TOKENIZERS: dict[int, object] = {}
+# llguidance's view of a tokenizer (its token trie, ~0.1 s to build), kept for as long as the tokenizer lives.
+_LL_TOKENIZERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 class GrammarMask:
@@ -189,10 +191,9 @@ class GrammarMask:
         import llguidance.hf
         import llguidance.torch
 
-        key = id(tok)
-        if key not in _LL_TOKENIZERS:  # building the token trie costs ~0.1 s; once per tokenizer
-            _LL_TOKENIZERS[key] = llguidance.hf.from_tokenizer(tok)
-        lt = _LL_TOKENIZERS[key]
+        lt = _LL_TOKENIZERS.get(tok)
+        if lt is None:
+            lt = _LL_TOKENIZERS[tok] = llguidance.hf.from_tokenizer(tok)
         self.matchers = [llguidance.LLMatcher(lt, llguidance.grammar_from("lark", g)) if g else None
                          for g in grammars]
         for m in self.matchers:
