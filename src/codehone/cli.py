@@ -225,8 +225,9 @@ def build(
 
 @app.command()
 def check(
-    path: Path = typer.Argument(..., help="One candidate source file, or a SAMPLES.jsonl with one "
-                                "{\"candidate\": ..., \"unit_id\"/\"unit\": ...} object per line.",
+    path: Path = typer.Argument(None, help="One candidate source file, or a SAMPLES.jsonl with one "
+                                "{\"candidate\": ..., \"unit_id\"/\"unit\": ...} object per line. Omitted with "
+                                "--units: every unit's own artifact is judged (the unit contract).",
                                 show_default=False),
     target: str = typer.Option(..., "--target", "-t", help=f"Which judge: {ALL_TARGETS}."),
     jobs: int = typer.Option(0, "-j", "--jobs", help="Cores to judge on, one candidate (or one unit's candidates, "
@@ -251,11 +252,13 @@ def check(
     message, line), counts (clippy warnings per lint, tests passed/failed), scores (idiomatic, doc rate),
     timings and the isolation level. Verdicts are cached by content (candidate + target + toolchain +
     options), so a rerun only judges what changed. Exit status: 0 when every candidate passed, 1 otherwise.
+    `codehone check -t T --units OUT/units.jsonl` (no PATH) checks the unit contract: every unit's
+    artifact, the reference answer, must pass its own judge.
     """
     import os
     import time
 
-    from .check import CheckError, load_candidates, load_units, summarize
+    from .check import CheckError, Item, load_candidates, load_units, summarize
     from .check import check as run_check
     from .targets import TargetError, get
 
@@ -271,9 +274,15 @@ def check(
     try:
         unit_map = load_units(units) if units else None
         options = _judge_options(tgt, no_tests, timeout, units, modules)
-        items = load_candidates(path, unit_map)
+        if path is None:
+            if not unit_map:
+                fail("give candidates (a file or SAMPLES.jsonl), or --units OUT/units.jsonl to judge every unit's "
+                     "own artifact")
+            items = [Item(candidate=u.get("artifact") or "", unit=u) for u in unit_map.values()]
+        else:
+            items = load_candidates(path, unit_map)
         if not items:
-            fail(f"{path}: no candidates")
+            fail(f"{path or units}: no candidates")
         t0 = time.monotonic()
         with show.check_progress(console, target, len(items)) as on_progress:
             verdicts = run_check(target, items, jobs=jobs or os.cpu_count() or 1,

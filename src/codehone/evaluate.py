@@ -346,6 +346,7 @@ def run_eval(model, dataset, *, split: str = "test", k: int = 1, n: int | None =
         "seed": seed, "n": n, "k": k, "temperature": temperature, "top_p": top_p,
         "max_new_tokens": max_new_tokens, "limit": limit, "constrained": constrained,
         **summarize_samples(samples, evalset.target, k),
+        **get(evalset.target).tokenizer_extras(samples, tok, units=evalset.units),
         "generation": {"tokens": gen["new_tokens"], "samples_generated": gen["generated"],
                        "samples_reused": gen["reused"],
                        "tokens_per_s": gen["tokens_per_s"]},

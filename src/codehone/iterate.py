@@ -83,9 +83,11 @@ def select(samples: list[dict], keep: str, target: str | None = None) -> tuple[l
     input, targets/verdict.py): an answer the judge could not exercise is never training data.
 
     keep=all: every passing sample, one per distinct normalised code per prompt.
-    keep=best_of_k: per prompt the passing sample with the shortest normalised code
-    (ties: the first drawn), so the model is pushed towards the tersest correct answer.
+    keep=best_of_k: per prompt the passing sample with the shortest normalised code, or the
+    lowest `answer_cost` where the target defines one (compress: the fewest tokens) (ties: the
+    first drawn), so the model is pushed towards the tersest correct answer.
     """
+    cost_of = (get(target).answer_cost if target else None) or None
     by_prompt: dict[str, dict[str, dict]] = {}
     passing = unverified = 0
     for s in samples:
@@ -98,7 +100,7 @@ def select(samples: list[dict], keep: str, target: str | None = None) -> tuple[l
     kept: list[dict] = []
     for codes in by_prompt.values():
         if keep == "best_of_k":
-            kept.append(min(codes.items(), key=lambda kv: len(kv[0]))[1])
+            kept.append(min(codes.items(), key=lambda kv: cost_of(kv[1]["code"]) if cost_of else len(kv[0]))[1])
         else:
             kept.extend(codes.values())
     counts = {

