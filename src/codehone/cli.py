@@ -761,6 +761,70 @@ def eval_(
     show.print_eval_results(console, metrics)
 
 
+@app.command()
+def distill(
+    dataset: Path = typer.Argument(..., help="A `codehone build` output folder (its prompts and units).",
+                                   show_default=False),
+    endpoint: str = typer.Option(..., "--endpoint", "-e", help="The teacher: an OpenAI-compatible base URL "
+                                 "(http://127.0.0.1:8000/v1 for `codehone serve`, llama.cpp, vLLM, a hosted API).",
+                                 show_default=False),
+    out: Path = typer.Option(..., "-o", "--out", help="Output folder (resumable).", show_default=False),
+    model: str = typer.Option(None, "--model", "-m", help="The model name to send (some servers need one)."),
+    api_key_env: str = typer.Option(None, "--api-key-env", help="Name of the environment variable holding the "
+                                    "API key (never the key itself on the command line)."),
+    split: str = typer.Option("train", "--split", help="Which split's prompts to send."),
+    limit: int = typer.Option(None, "--limit", help="Only the first N prompts."),
+    n: int = typer.Option(4, "-n", help="Candidates per prompt (one request each)."),
+    temperature: float = typer.Option(0.8, "--temperature"),
+    top_p: float = typer.Option(0.95, "--top-p"),
+    max_tokens: int = typer.Option(512, "--max-tokens", help="Tokens per candidate at most."),
+    concurrency: int = typer.Option(4, "--concurrency", "-c", help="Requests in flight at most."),
+    rate: float = typer.Option(None, "--rate", help="Requests per second at most (default: no limit)."),
+    retries: int = typer.Option(3, "--retries", help="Retries per request on errors, 429 and 5xx, with backoff."),
+    timeout: float = typer.Option(120.0, "--timeout", help="Seconds per request."),
+    jobs: int = typer.Option(0, "-j", "--jobs", help="Cores judging (0 = all)."),
+    seed: int = typer.Option(0, "--seed"),
+    allow_weak_isolation: bool = typer.Option(False, "--allow-weak-isolation", help=WEAK_HELP),
+) -> None:
+    """Distill a teacher: its answers to a target's prompts, judged, only the passing ones kept.
+
+    Every candidate goes through the target's judge (as eval's samples do); only verified passes are
+    written to OUT/data/train.jsonl, ready for `codehone train --set data=OUT/data`. OUT/candidates.jsonl
+    keeps every candidate with its verdict, OUT/summary.json the counts and the teacher's tokens.
+    Bounded concurrency, a rate limit, retries with backoff; a killed run resumes where it stopped.
+    """
+    import os
+
+    from .distill import DistillError, TeacherConfig, run_distill
+
+    check_range("-n", n, 1, 1000)
+    check_range("--limit", limit, 1)
+    check_range("--concurrency", concurrency, 1, 1024)
+    check_range("--rate", rate, 0.001, 10 ** 6, "requests per second")
+    check_range("--retries", retries, 0, 100)
+    check_range("--jobs", jobs, 0, 4096, "0 = all cores")
+    check_output_dir(out)
+    _weak(allow_weak_isolation)
+    key = None
+    if api_key_env:
+        key = os.environ.get(api_key_env)
+        if not key:
+            fail(f"--api-key-env {api_key_env}: that environment variable is not set")
+    try:
+        cfg = TeacherConfig(endpoint=endpoint, model=model, api_key=key, n=n, temperature=temperature, top_p=top_p,
+                            max_tokens=max_tokens, concurrency=concurrency,
+                            min_interval_s=1.0 / rate if rate else 0.0, retries=retries, timeout_s=timeout)
+        with show.distill_progress(console) as on_progress:
+            summary = run_distill(dataset, out, cfg, split=split, limit=limit, jobs=jobs or os.cpu_count() or 1,
+                                  seed=seed, progress=on_progress, log=lambda m: console.print(f"[dim]{escape(m)}[/]"))
+    except DistillError as e:
+        fail(escape(str(e)))
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted[/]: distilled prompts are saved; rerun to resume.")
+        raise typer.Exit(130) from None
+    show.print_distill_summary(console, summary)
+
+
 def _one_line_errors(fn):
     """One way out for every verb: a fault the user can cause (an OS error on an input or an output, a
     corrupt model file, a bad port, an out-of-range option) is one line and exit status 2, never a traceback."""

@@ -123,6 +123,39 @@ def check_progress(console: Console, target: str, n: int) -> Iterator[Callable]:
 
 
 @contextmanager
+def distill_progress(console: Console) -> Iterator[Callable[[int, int, int], None]]:
+    """The distill bar over prompts, with the passing candidates so far."""
+    progress = Progress(TextColumn("[bold]distill[/]"), BarColumn(), MofNCompleteColumn(),
+                        TextColumn("[green]{task.fields[kept]}[/] passed"), TimeElapsedColumn(),
+                        TimeRemainingColumn(), console=console, transient=False)
+    state = {"kept": 0}
+    with progress:
+        task = progress.add_task("distill", total=None, kept=0)
+
+        def on_progress(done: int, total: int, passed: int) -> None:
+            state["kept"] += passed
+            progress.update(task, completed=done, total=total, kept=state["kept"])
+
+        yield on_progress
+
+
+def print_distill_summary(console: Console, s: dict) -> None:
+    t = Table(title=f"codehone distill → {s['out']}", show_header=False)
+    t.add_row("prompts", str(s["prompts"]))
+    t.add_row("candidates", str(s["candidates"]))
+    t.add_row("passed the judge (kept)", f"{s['passed']} → {s['kept_examples']} distinct examples, "
+              f"{s['prompts_with_a_pass']} prompts with a pass")
+    t.add_row("rejected", f"{s['rejected']} ({', '.join(f'{k}={v}' for k, v in s['rejected_by_stage'].items()) or '-'})")
+    t.add_row("request errors", str(s["request_errors"]))
+    tok = s["tokens"]
+    t.add_row("teacher tokens", f"{tok['prompt']:,} prompt + {tok['completion']:,} completion"
+              + (" (some estimated with cl100k_base)" if tok["estimated"] else ""))
+    t.add_row("seconds (this run)", str(s["seconds_this_run"]))
+    console.print(t)
+    console.print(f"train on it: codehone train RECIPE --set data={s['out']}/data")
+
+
+@contextmanager
 def eval_progress(console: Console) -> Iterator[tuple[Callable[[str, int, int], None], Callable[[str], None]]]:
     """One bar per eval phase (generate, judge), each started on first use so an early error prints no empty
     bar; yields run_eval's `(progress, log)` callbacks and stops the bars when the block ends."""

@@ -24,8 +24,12 @@ def encoding(name: str = DEFAULT):
         import bpe_openai
     except ImportError as e:  # pragma: no cover - a core dependency
         raise TokenizerUnavailable("token counts need bpe-openai: pip install bpe-openai") from e
+    import warnings
+
     try:
-        return bpe_openai.get_encoding(name)
+        with warnings.catch_warnings():  # bpe-openai reads its ranks with a deprecated importlib call
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return bpe_openai.get_encoding(name)
     except Exception as e:  # noqa: BLE001 - an unknown name, with the names there are
         raise TokenizerUnavailable(f"no tokenizer {name!r}; available: {', '.join(bpe_openai.list_encoding_names())}") from e
 
