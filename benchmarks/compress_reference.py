@@ -45,7 +45,7 @@ def main() -> int:
     exts = (".py",) if a.lang == "python" else (".c", ".h")
     root = Path(a.root)
     files = sorted(p for p in root.rglob("*") if p.suffix in exts and p.is_file()
-                   and "site-packages" not in p.parts and not p.is_symlink())[:: a.every]
+                   and "site-packages" not in p.relative_to(root).parts and not p.is_symlink())[:: a.every]
     methods = {"formatting only (baseline)": baseline_python if a.lang == "python" else baseline_c,
                "reference compressor": codec.compress}
     rows = {m: [] for m in methods}

@@ -169,6 +169,8 @@ def test_judge_verdicts_by_stage():
     assert ok.counts["tokens_before"] == count(PY)
     plain = judge(python_code.expand(u["artifact"]), unit=u)  # no map, standard layout: still the same program
     assert plain.ok and plain.counts["ratio"] < ok.counts["ratio"]
+    copy = judge(PY, unit=u)  # the input itself round-trips, but compresses nothing: not a pass
+    assert not copy.ok and copy.stage == "test" and copy.counts["round_trip"] and copy.counts["failed"] == 1
     bad_map = judge("~a=b a=c\npass", unit=u)
     assert not bad_map.ok and bad_map.stage == "parse" and not bad_map.counts["compiled"]
     garbage = judge("def def def", unit=u)

@@ -63,13 +63,15 @@ def ratio_figures(rows: list[tuple[int, int]], prefix: str = "") -> dict:
 
 
 def metric_extras(samples: list, _built: list) -> dict:
-    """Token ratios (cl100k_base) over the samples that round-trip: a ratio of a wrong answer means nothing."""
+    """Round trips, and token ratios (cl100k_base) over the passing samples: a ratio of a wrong answer
+    means nothing. `round_trip_rate` counts equal trees whatever the length (a copy of the input is one)."""
     from .. import verdict as schema
     from . import tokens
 
     ok = [s["verdict"]["counts"] for s in samples if schema.verified(s["verdict"])]
+    trips = sum(bool((s["verdict"].get("counts") or {}).get("round_trip")) for s in samples)
     rows = [(c["tokens_before"], c["tokens_after"]) for c in ok if "tokens_before" in c]
-    return {"round_trip_rate": round(len(ok) / len(samples), 4) if samples else 0.0, "tokenizer": tokens.label(),
+    return {"round_trip_rate": round(trips / len(samples), 4) if samples else 0.0, "tokenizer": tokens.label(),
             **ratio_figures(rows)}
 
 
@@ -159,7 +161,8 @@ TARGET = Target(
     answer_cost=answer_cost,
     quickstart_recipe="compress-tiny-scratch.yaml",
     metric_notes="expands = the notation parses and its body parses in the unit's language; pass@1 = it expands "
-                 "to the same syntax tree as the unit's source (round trip). Ratios: source tokens / answer tokens "
-                 "(map included) over round-tripping answers, in cl100k_base and in the model's tokenizer.",
+                 "to the same syntax tree as the unit's source (round trip) with fewer cl100k_base tokens than the "
+                 "source; round_trip_rate = equal trees whatever the length. Ratios: source tokens / answer tokens "
+                 "(map included) over passing answers, in cl100k_base and in the model's tokenizer.",
     description="code → a compact notation that expands back to the same program (Python, C)",
 )

@@ -5,7 +5,10 @@ the comparison is against the unit's original source, not against the reference 
 an answer shorter than the reference passes when it means the same program.
 
 Stages: parse (the notation's map line), compile (the expanded body parses in the unit's
-language: `compiled`), test (the trees are equal: `run` = 1, `passed` or `failed` = 1).
+language: `compiled`), test (`run` = 1: the trees are equal *and* the answer has fewer tokens
+than the source, else `failed` = 1). Why "fewer tokens" is part of a pass: the source itself
+round-trips, so a model that copies its input would otherwise pass every prompt without
+compressing anything. `round_trip` says whether the trees were equal, whatever the length.
 Counts add tokens_before (the source), tokens_after (the answer, map included) and ratio, in
 the named tokenizer (`tokens.DEFAULT` unless the unit says otherwise).
 """
@@ -67,8 +70,12 @@ def judge(candidate: str, *, unit: dict | None = None, **_: Any) -> Verdict:
     except (python_code.CodecError, c_code.CodecError, RecursionError) as e:
         return _fail("internal", f"the unit's own source: {e}", "unit_source", counts, timings, compiled=True)
     timings["total"] = round(time.monotonic() - t0, 4)
+    counts["round_trip"] = equal
     if not equal:
         return _fail("test", "expands to a different program (syntax trees differ)", "tree_differs", counts,
                      timings, compiled=True, run=1)
+    if after >= before:
+        return _fail("test", f"the same program, but not compressed: {after} tokens for a {before}-token source",
+                     "not_shorter", counts, timings, compiled=True, run=1)
     counts.update(standard_counts(compiled=True, run=1, passed=1))
     return Verdict(ok=True, stage="test", counts=counts, timings=timings)

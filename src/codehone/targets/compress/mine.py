@@ -107,6 +107,10 @@ def mine_file(path: Path, src: Source, opts: MineOptions) -> FileResult:
             res.examples.setdefault("not_lossless", f"{rel}:{line} {name}: the round trip changed the tree")
             continue
         before, after = count(source), count(artifact)
+        if after >= before:  # nothing to compress (no comment, already tight): no lesson in it
+            res.failures["incompressible"] += 1
+            res.examples.setdefault("incompressible", f"{rel}:{line} {name}: {before} tokens, notation {after}")
+            continue
         unit = Unit(
             id=content_hash(TARGET, src.name, rel, name, str(line), source),
             target=TARGET, language=lang, repo=src.name, repo_url=src.url, commit=src.commit, path=rel,
