@@ -221,3 +221,12 @@ def test_best_of_k_minimises_the_targets_answer_cost(monkeypatch):
     assert [s["code"] for s in kept] == ["x = 1  "]
     kept, _ = select(samples, "best_of_k", "compress")
     assert count(kept[0]["code"]) == min(count(s["code"]) for s in samples)
+
+
+def test_token_counts_of_long_texts_add_up_exactly(monkeypatch):
+    """bpe-openai refuses 1M characters at once; cut at line breaks, the counts are unchanged."""
+    text = (PY + C + "\n\n   \n") * 20
+    whole = len(tokens.encoding().encode_ordinary(text))
+    monkeypatch.setattr(tokens, "CHUNK", 500)
+    assert len(list(tokens._pieces(text))) > 20
+    assert tokens.count(text) == whole

@@ -34,13 +34,29 @@ def encoding(name: str = DEFAULT):
         raise TokenizerUnavailable(f"no tokenizer {name!r}; available: {', '.join(bpe_openai.list_encoding_names())}") from e
 
 
+CHUNK = 100_000  # characters per call: bpe-openai refuses 1M characters or 200k tokens at once
+
+
+def _pieces(text: str):
+    """`text` cut into pieces of at most CHUNK characters, each cut just after a newline that is not
+    followed by another line break: cl100k_base's pre-tokenizer ends a piece there itself (its
+    `\\s*[\\r\\n]` and `[^\\s...]+[\\r\\n]*` rules stop at the last line break), so counts add up exactly."""
+    start = 0
+    while len(text) - start > CHUNK:
+        cut = start + CHUNK
+        while cut > start and not (text[cut - 1] == "\n" and text[cut] not in "\r\n"):
+            cut -= 1
+        if cut == start:  # no such newline: a hard cut (one token at the seam may be counted twice)
+            cut = start + CHUNK
+        yield text[start:cut]
+        start = cut
+    yield text[start:]
+
+
 def count(text: str, name: str = DEFAULT) -> int:
-    """Tokens of `text` (special-token text counted as ordinary text, never refused)."""
+    """Tokens of `text` (special-token text counted as ordinary text, never refused), at any length."""
     enc = encoding(name)
-    try:
-        return len(enc.encode_ordinary(text))
-    except AttributeError:  # pragma: no cover - older API
-        return len(enc.encode(text))
+    return sum(len(enc.encode_ordinary(p)) for p in _pieces(text) if p)
 
 
 def label(name: str = DEFAULT) -> str:
