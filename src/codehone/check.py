@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .executors import LocalPool, drop_shared_pool, shared_pool
+from .executors import LocalPool, current, drop_shared_pool, shared_pool
 from .records import Diagnostic, JsonlError, Verdict, read_jsonl, to_dict, write_text_atomic
 from .targets import REGISTRY, TargetError, get
 from .targets.verdict import rates as verdict_rates
@@ -261,7 +261,7 @@ def check(
         if progress:
             progress(done, len(items), v)
 
-    if jobs <= 1 or len(todo) <= 1:
+    if (jobs <= 1 and current() == "local") or len(todo) <= 1:
         for b in batches(todo, items, 1, by_unit=tgt.batch_by_unit):  # a unit's candidates in a row: see batches
             for i in b:
                 finish(i, _judge_one(target, items[i].candidate, items[i].unit, options))

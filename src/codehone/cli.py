@@ -48,6 +48,26 @@ def fail(msg: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
+EXECUTOR_HELP = ("Where the workers run: local (a process pool on this machine) or ray (a Ray cluster: "
+                 "--ray-address, else RAY_ADDRESS, else a local Ray instance). Needs pip install 'codehone[scale]'.")
+RAY_ADDRESS_HELP = "The Ray cluster to join (e.g. ray://head:10001 or auto); with --executor ray."
+
+
+def _executor(kind: str, address: str | None) -> None:
+    """Choose the executor for this run, or fail in one line (Ray missing, a cluster out of reach)."""
+    from .executors import EXECUTORS, use
+    from .executors.ray_pool import RayUnavailable
+
+    if kind not in EXECUTORS:
+        fail(f"--executor must be one of {', '.join(EXECUTORS)}, not {kind!r}")
+    if address and kind != "ray":
+        fail("--ray-address needs --executor ray")
+    try:
+        use(kind, address)
+    except RayUnavailable as e:
+        fail(str(e))
+
+
 def _version(value: bool) -> None:
     if value:
         print(f"codehone {__version__}")
@@ -87,6 +107,8 @@ def mine(
     cache: Path = typer.Option(None, "--cache", help="Cache folder for git clones (default ~/.cache/codehone)."),
     memory_mb: int = typer.Option(2048, "--memory-mb", help="Address-space limit of each compiler process, in MiB "
                                   "(a file that needs more fails as out_of_memory)."),
+    executor: str = typer.Option("local", "--executor", help=EXECUTOR_HELP),
+    ray_address: str = typer.Option(None, "--ray-address", help=RAY_ADDRESS_HELP),
 ) -> None:
     """Extract every function, compile each file once in its real context, and write one unit per function.
 
@@ -123,6 +145,7 @@ def mine(
     opts = miner.options(opt_level=opt, timeout_s=timeout, include_dirs=list(include or []), defines=list(define or []),
                          memory_mb=memory_mb)
     cfg = MineConfig(target=target, jobs=jobs, walk=walk, opts=opts, limit_files=limit)
+    _executor(executor, ray_address)
     try:
         with show.mine_progress(console) as (on_total, on_progress):
             stats = run_mine(srcs, out, cfg, progress=on_progress, on_total=on_total,
@@ -245,6 +268,8 @@ def check(
                                   "(for judges that run them)."),
     timeout: float = typer.Option(None, "--timeout", help="Seconds allowed per compile step."),
     allow_weak_isolation: bool = typer.Option(False, "--allow-weak-isolation", help=WEAK_HELP),
+    executor: str = typer.Option("local", "--executor", help=EXECUTOR_HELP),
+    ray_address: str = typer.Option(None, "--ray-address", help=RAY_ADDRESS_HELP),
 ) -> None:
     """Judge candidates in a sandbox: compile, lint, run tests, or execute against the reference.
 
@@ -271,6 +296,7 @@ def check(
     if out is not None:
         check_output_file(out)
     _weak(allow_weak_isolation)
+    _executor(executor, ray_address)
     try:
         unit_map = load_units(units) if units else None
         options = _judge_options(tgt, no_tests, timeout, units, modules)

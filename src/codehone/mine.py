@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from . import records
-from .executors import Journal, LocalPool, canonical_jsonl, run_serial, task_context
+from .executors import Journal, canonical_jsonl, current, make_pool, run_serial, task_context
 from .records import FileResult, JsonlAppender, content_hash, read_jsonl, write_text_atomic
 from .sources import (
     FileTooLarge,
@@ -273,10 +273,11 @@ def run_mine(
         for src in sources:
             context[_source_key(cfg.target, src)] = miner.new_state(src)
     try:
-        if jobs <= 1:
+        pooled = jobs > 1 or current() != "local"  # --executor ray means Ray, even for one worker
+        if not pooled:
             results = run_serial(_work, todo, context=context)
         else:
-            pool = LocalPool(min(jobs, max(1, len(todo))), context=context)
+            pool = make_pool(min(jobs, max(1, len(todo))), context=context)
             results = pool.imap_unordered(_work, todo)
         try:
             for n, res, err in results:
@@ -288,7 +289,7 @@ def run_mine(
             interrupted = True
             raise
         finally:
-            if jobs > 1:
+            if pooled:
                 pool.close()
     finally:
         units_app.close()

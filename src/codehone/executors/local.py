@@ -111,12 +111,16 @@ _SHARED: LocalPool | None = None
 
 
 def shared_pool(jobs: int, preload: Sequence[str] = ()) -> LocalPool:
-    """One pool per process, reused while `jobs` and `preload` stay the same (eval judges many batches)."""
+    """One pool per process, reused while `jobs` and `preload` stay the same (eval judges many batches).
+
+    On the Ray executor (see `executors.use`) it is a `RayPool` with the same interface."""
     global _SHARED
     if _SHARED is not None and _SHARED.jobs == jobs and _SHARED.preload == tuple(preload):
         return _SHARED
     drop_shared_pool()
-    _SHARED = LocalPool(jobs, preload)
+    from . import make_pool
+
+    _SHARED = make_pool(jobs, preload)
     return _SHARED
 
 
