@@ -11,8 +11,8 @@ The step's read-only `context` goes into Ray's object store once (`ray.put`); ea
 the reference and sets it before running, so `task_context()` works on every worker exactly as
 in a local one. Sandbox limits travel with the step: the judge and the miner start their
 sandboxed processes on the worker itself, with the same limits. Toolchains (zig, wabt,
-wasmtime) come from Python wheels, so a worker with codehone installed has them; a cluster
-without it is given codehone's own folder as its `runtime_env` working package.
+wasmtime) come from Python wheels, so a worker with codehone installed has them; every node of
+the cluster needs codehone installed (shipping it through a `runtime_env` is not done yet).
 
 A task is retried `retries` times when its worker dies (killed for memory, a node lost); only
 then does it come back as an error triple, which the stage records as that task's failure.
