@@ -373,8 +373,11 @@ def train(
     Loss on completion tokens only; packing with per-example position ids and a block-diagonal mask;
     too-long examples dropped with a count; eval loss and sample generations every eval_every steps;
     exact --resume; metrics.jsonl, TensorBoard (tb/) and loss.png; a Hugging Face folder at the end.
+    Data-parallel on several processes under `torchrun --nproc_per_node N -m codehone train ...` or
+    `accelerate launch`: the same global batch whatever N, rank 0 alone writes.
     """
     from .config import ConfigError, load_train_config
+    from .train.distributed import is_main_process
     from .train.run import TrainError, run_train
 
     try:
@@ -382,6 +385,9 @@ def train(
     except ConfigError as e:
         fail(escape(str(e)))
     try:
+        if not is_main_process():  # torchrun/accelerate: rank 0 alone draws and prints
+            run_train(cfg, resume=resume, log=lambda m: None, merge=merge)
+            return
         with show.train_progress(console) as (factory, log):
             summary = run_train(cfg, resume=resume, log=log, progress_factory=factory, merge=merge)
     except TrainError as e:

@@ -181,6 +181,7 @@ class Batches:
         self.seed, self.packing = seed, packing
         self.epoch, self.row = 0, 0
         self._rows = pack(items, seq_len, seed, packing)
+        self._targets = [sum(1 for y in tgt if y != IGNORE) for _, tgt in items]
 
     def state(self) -> dict:
         return {"epoch": self.epoch, "row": self.row}
@@ -192,10 +193,22 @@ class Batches:
     def rows_per_epoch(self) -> int:
         return len(self._rows)
 
-    def next(self) -> dict[str, torch.Tensor]:
+    def next_rows(self) -> list[list[int]]:
+        """The next micro-batch as rows of example indices (the same on every process of a run)."""
         if self.row >= len(self._rows):
             self.epoch, self.row = self.epoch + 1, 0
             self._rows = pack(self.items, self.seq_len, self.seed + 1000 * self.epoch, self.packing)
         rows = self._rows[self.row:self.row + self.bs]
         self.row += len(rows)
+        return rows
+
+    def collate(self, rows: list[list[int]]) -> dict[str, torch.Tensor]:
         return collate(self.items, rows, self.pad_id, self.seq_len if self.packing else None)
+
+    def tokens(self, rows: list[list[int]]) -> tuple[int, int]:
+        """(tokens, target tokens) of `rows`, counted without building the batch."""
+        n = sum(len(self.items[i][0]) for r in rows for i in r)
+        return n, sum(self._targets[i] for r in rows for i in r)
+
+    def next(self) -> dict[str, torch.Tensor]:
+        return self.collate(self.next_rows())

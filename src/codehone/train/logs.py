@@ -17,8 +17,11 @@ from ..records import read_jsonl
 class MetricsLog:
     """Append-only metrics.jsonl plus TensorBoard scalars. On resume, rows after `step` are cut."""
 
-    def __init__(self, out: Path, resume_step: int | None = None):
+    def __init__(self, out: Path, resume_step: int | None = None, enabled: bool = True):
         self.path = out / "metrics.jsonl"
+        self.enabled = enabled  # off on every process but rank 0 of a distributed run
+        if not enabled:
+            return
         out.mkdir(parents=True, exist_ok=True)
         rows = list(read_jsonl(self.path, errors=[])) if self.path.exists() and resume_step is not None else []
         rows = [r for r in rows if r.get("step", 0) <= (resume_step or 0)]
@@ -34,6 +37,8 @@ class MetricsLog:
             self._tb = None
 
     def log(self, row: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
         self._f.write(json.dumps(row, ensure_ascii=False) + "\n")
         self._f.flush()
         if self._tb is not None:
@@ -42,10 +47,12 @@ class MetricsLog:
                     self._tb.add_scalar(k, v, row["step"])
 
     def text(self, tag: str, text: str, step: int) -> None:
-        if self._tb is not None:
+        if self.enabled and self._tb is not None:
             self._tb.add_text(tag, text, step)
 
     def close(self) -> None:
+        if not self.enabled:
+            return
         self._f.close()
         if self._tb is not None:
             self._tb.close()

@@ -133,19 +133,32 @@ def token_losses(model, batch: dict[str, torch.Tensor], bf16: bool) -> tuple[tor
 
 
 def train_step(model, optimizer, scheduler, micro_batches: list[dict], bf16: bool,
-               grad_clip: float | None) -> dict[str, float]:
-    """One optimizer step over `micro_batches`; returns the token-weighted loss and counts."""
-    n_tgt = sum(int((b["targets"] != IGNORE).sum()) for b in micro_batches)
+               grad_clip: float | None, n_tgt: int | None = None, world=None) -> dict[str, float]:
+    """One optimizer step over `micro_batches`; returns the token-weighted loss and counts.
+
+    Under data parallelism (`world`, see distributed.py) `micro_batches` are this process's
+    shares and `n_tgt` the target tokens of the whole global step, so the summed gradients
+    and loss are those of one process training on every share.
+    """
+    from . import distributed
+
+    world = world or distributed.World()
+    if n_tgt is None:
+        n_tgt = sum(int((b["targets"] != IGNORE).sum()) for b in micro_batches)
     n_tgt = max(n_tgt, 1)
-    total = None
+    dev = next(model.parameters()).device
+    total = torch.zeros((), device=dev)
     for b in micro_batches:
         ce, _ = token_losses(model, b, bf16)
         loss = ce.sum() / n_tgt
         loss.backward()
-        total = loss.detach() if total is None else total + loss.detach()
+        total = total + loss.detach()
+    params = [p for p in model.parameters() if p.requires_grad]
+    distributed.sum_grads(params, world)
+    total = distributed.sum_value(total, world)
     gnorm = None
     if grad_clip:
-        gnorm = torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], grad_clip)
+        gnorm = torch.nn.utils.clip_grad_norm_(params, grad_clip)
     optimizer.step()
     scheduler.step()
     optimizer.zero_grad(set_to_none=True)

@@ -16,6 +16,7 @@ different starting point, dataset and lr, so it is just another recipe.
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -23,7 +24,7 @@ from pathlib import Path
 import torch
 
 from ..config import TrainConfig
-from . import checkpoint, data, loop, qlora
+from . import checkpoint, data, distributed, loop, qlora
 from .logs import MetricsLog, plot_losses
 from .model import ModelError, add_lora, build_scratch, default_vocab, load_pretrained, param_count
 from .tokenizer import ensure_chat_ready, train_tokenizer, training_texts
@@ -143,7 +144,30 @@ def save_final(model, tok, cfg: TrainConfig, out: Path, merge: bool) -> list[Pat
 
 def run_train(cfg: TrainConfig, resume: bool = False, log: Callable[[str], None] = print,
               progress_factory: Callable | None = None, merge: bool | None = None) -> dict:
-    """Train per `cfg`; returns the summary dict (also written to OUT/summary.json)."""
+    """Train per `cfg`; returns the summary dict (also written to OUT/summary.json).
+
+    Under `torchrun`/`accelerate launch` every process runs this; they share each global batch
+    (distributed.py) and only rank 0 logs, evaluates, samples and writes.
+    """
+    n = distributed.launched_size()
+    if n > 1 and cfg.batch_size < n:
+        raise TrainError(f"train.batch_size {cfg.batch_size} is smaller than the {n} processes: "
+                         "each process needs at least one row of every micro-batch")
+    try:
+        world = distributed.init()
+    except (ValueError, RuntimeError) as e:
+        raise TrainError(f"torch.distributed: {str(e).splitlines()[0]}") from None
+    if not world.main:
+        log, progress_factory = (lambda m: None), None
+    if os.environ.get("ACCELERATE_USE_FSDP", "").lower() in ("1", "true"):
+        log("note: FSDP is not implemented; every process holds the whole model (data parallel)")
+    summary = _run(cfg, world, resume, log, progress_factory, merge)  # on an error the launcher stops the rest
+    distributed.finish(world)
+    return summary
+
+
+def _run(cfg: TrainConfig, world: distributed.World, resume: bool, log: Callable[[str], None],
+         progress_factory: Callable | None, merge: bool | None) -> dict:
     out = Path(cfg.out)
     val_path = None
     try:
@@ -156,12 +180,14 @@ def run_train(cfg: TrainConfig, resume: bool = False, log: Callable[[str], None]
             raise TrainError(f"{out} already holds checkpoints: pass --resume to continue, or choose another out")
         out.mkdir(parents=True, exist_ok=True)
         torch.manual_seed(cfg.seed)
-        tok, model = setup(cfg, out, log)
+        with distributed.rank0_first(world):  # rank 0 trains and saves the tokenizer, the others load it
+            tok, model = setup(cfg, out, log)
     except (data.DataError, ModelError, qlora.QLoraError) as e:
         raise TrainError(str(e)) from None
-    dev = _device()
+    dev = distributed.device(world)
     if cfg.mode != "qlora":  # a 4-bit model is placed on the GPU as it loads and refuses .to()
         model.to(dev)
+    distributed.broadcast_params(model, world)
     bf16 = loop.use_bf16(cfg.precision, dev)
     if cfg.gradient_checkpointing and cfg.mode != "qlora":  # qlora: set by prepare_model_for_kbit_training
         model.gradient_checkpointing_enable()
@@ -204,9 +230,9 @@ def run_train(cfg: TrainConfig, resume: bool = False, log: Callable[[str], None]
             batches.load_state(st["data"])
             log(f"resumed from {last.name} (step {step})")
     fmodel = loop.compile_model(model, cfg.seq_len) if cfg.compile else model
-    metrics = MetricsLog(out, resume_step=step if resume else None)
-    samples_f = (out / "samples.jsonl").open("a", encoding="utf-8")
-    info = {"mode": cfg.mode, "params": n_params, "trainable_params": n_train, "bf16": bf16,
+    metrics = MetricsLog(out, resume_step=step if resume else None, enabled=world.main)
+    samples_f = (out / "samples.jsonl").open("a", encoding="utf-8") if world.main else None
+    info = {"processes": world.size, "mode": cfg.mode, "params": n_params, "trainable_params": n_train, "bf16": bf16,
             "train_examples": len(enc.items), "dropped_long": enc.dropped_long,
             "rows_per_epoch": batches.rows_per_epoch(), "vocab": len(tok)}
     if cfg.samples and val_ex:
@@ -216,7 +242,7 @@ def run_train(cfg: TrainConfig, resume: bool = False, log: Callable[[str], None]
 
     def do_eval(step: int) -> float | None:
         nonlocal best, bad_evals
-        if not val_rows:
+        if not val_rows or not world.main:
             return None
         el = loop.eval_loss(fmodel, val_batches(), bf16)
         row = {"step": step, "eval_loss": el, "eval_ppl": float(torch.tensor(el).exp())}
@@ -242,10 +268,13 @@ def run_train(cfg: TrainConfig, resume: bool = False, log: Callable[[str], None]
     last_loss, last_eval = float("nan"), None
     try:
         while step < cfg.max_steps:
-            micro = [batches.next() for _ in range(cfg.grad_accum)]
-            r = loop.train_step(fmodel, optimizer, scheduler, micro, bf16, cfg.grad_clip)
+            rows = [batches.next_rows() for _ in range(cfg.grad_accum)]  # the global step, same on every rank
+            counts = [batches.tokens(r) for r in rows]
+            micro = [batches.collate(mine) for r in rows if (mine := distributed.shard(r, world))]
+            r = loop.train_step(fmodel, optimizer, scheduler, micro, bf16, cfg.grad_clip,
+                                n_tgt=sum(t for _, t in counts), world=world)
             step += 1
-            tok_count += sum(int(b["row_lens"].sum()) for b in micro)  # real tokens (pad may equal EOS)
+            tok_count += sum(n for n, _ in counts)  # real tokens of the global step (pad may equal EOS)
             tps = tok_count / max(time.monotonic() - t_start, 1e-9)
             last_loss = r["loss"]
             if step % cfg.log_every == 0 or step == cfg.max_steps:
@@ -253,31 +282,39 @@ def run_train(cfg: TrainConfig, resume: bool = False, log: Callable[[str], None]
                              "grad_norm": r["grad_norm"], "tokens_per_s": tps, "epoch": batches.epoch})
             if prog:
                 prog(step, last_loss, tps, last_eval)
+            early = False
             if step % cfg.eval_every == 0 or step == cfg.max_steps:
                 last_eval = do_eval(step)
                 if prog:
                     prog(step, last_loss, tps, last_eval)
-                if (cfg.early_stopping_patience and last_eval is not None
-                        and bad_evals >= cfg.early_stopping_patience):
-                    log(f"early stop at step {step}: no better eval loss in {bad_evals} evals")
-                    stopped_early = True
-            if step % cfg.save_every == 0 or step == cfg.max_steps or stopped_early:
+                early = bool(cfg.early_stopping_patience and last_eval is not None
+                             and bad_evals >= cfg.early_stopping_patience)
+            time_up = bool(cfg.max_minutes and step < cfg.max_steps
+                           and time.monotonic() - t_start > cfg.max_minutes * 60)
+            early, time_up = distributed.any_true([early, time_up], world)  # every rank stops at one step
+            if early:
+                log(f"early stop at step {step}: no better eval loss in {bad_evals} evals")
+                stopped_early = True
+            if world.main and (step % cfg.save_every == 0 or step == cfg.max_steps or stopped_early):
                 checkpoint.save(ck_root, step, model, optimizer, scheduler, batches.state(),
                                 {"best": best, "bad_evals": bad_evals}, cfg.keep_checkpoints)
             if stopped_early:
                 break
-            if cfg.max_minutes and step < cfg.max_steps and time.monotonic() - t_start > cfg.max_minutes * 60:
+            if time_up:
                 log(f"time budget: stopping at step {step} of {cfg.max_steps} (train.max_minutes={cfg.max_minutes})")
                 if step % cfg.eval_every:
                     last_eval = do_eval(step)
-                if step % cfg.save_every:
+                if world.main and step % cfg.save_every:
                     checkpoint.save(ck_root, step, model, optimizer, scheduler, batches.state(),
                                     {"best": best, "bad_evals": bad_evals}, cfg.keep_checkpoints)
                 stopped_early = True
                 break
     finally:
         metrics.close()
-        samples_f.close()
+        if samples_f:
+            samples_f.close()
+    if not world.main:
+        return {**info, "steps": step, "final_loss": last_loss, "rank": world.rank}
     if (out / "metrics.jsonl").is_file():
         plot_losses(out / "metrics.jsonl", out / "loss.png")
     written = save_final(model, tok, cfg, out, cfg.merge if merge is None else merge)
