@@ -442,6 +442,9 @@ def iterate(
                                    "train.KEY changes the recipe's train: section (repeatable)."),
     out: Path = typer.Option(None, "-o", "--out", help="Run folder (default: the recipe's train.out + '-iterate')."),
     allow_weak_isolation: bool = typer.Option(False, "--allow-weak-isolation", help=WEAK_HELP),
+    executor: str = typer.Option("local", "--executor", help=EXECUTOR_HELP + " Sampling and training stay here; "
+                                 "judging goes to the workers."),
+    ray_address: str = typer.Option(None, "--ray-address", help=RAY_ADDRESS_HELP),
 ) -> None:
     """Expert iteration: sample k completions per train prompt, keep what the judge passes, fine-tune, evaluate.
 
@@ -456,6 +459,7 @@ def iterate(
 
     check_range("--rounds", rounds, 0, 1000)
     _weak(allow_weak_isolation)
+    _executor(executor, ray_address)
     try:
         cfg, base = load_iterate_config(recipe, sets or [])
     except ConfigError as e:
@@ -482,6 +486,12 @@ def sweep(
                                     "budget_minutes, metric, eval (default: the recipe's `sweep:` section)."),
     sets: list[str] = typer.Option(None, "--set", help="Override a train: setting for every trial (repeatable)."),
     out: Path = typer.Option(None, "-o", "--out", help="Sweep folder (default: the recipe's train.out + '-sweep')."),
+    executor: str = typer.Option("local", "--executor", help="local: trials one after another here; ray: trials "
+                                 "on Ray workers, --trials-at-once at a time (OUT must be on a filesystem every "
+                                 "node sees). Needs pip install 'codehone[scale]'."),
+    ray_address: str = typer.Option(None, "--ray-address", help=RAY_ADDRESS_HELP),
+    at_once: int = typer.Option(0, "--trials-at-once", help="With --executor ray: trials in flight (0 = one per "
+                                "CPU of the cluster)."),
 ) -> None:
     """Grid or random search over train: settings; every trial is trained AND evaluated by execution.
 
@@ -499,10 +509,12 @@ def sweep(
     except ConfigError as e:
         fail(escape(str(e)))
     out = out or Path(f"{base.out}-sweep")
+    check_range("--trials-at-once", at_once, 0, 10 ** 5, "0 = one per CPU")
+    _executor(executor, ray_address)
     try:
         with show.loop_progress(console) as (make, say):
             board = run_sweep(recipe, cfg, out, sets or [], log=say, progress=make,
-                              on_trial=show.trial_reporter(say, cfg.metric))
+                              on_trial=show.trial_reporter(say, cfg.metric), at_once=at_once)
     except (SweepError, ConfigError, ValueError) as e:
         fail(escape(str(e)))
     except KeyboardInterrupt:
@@ -746,6 +758,9 @@ def eval_(
                                      "the target's answer grammar (c-wat: one well-formed (func ...) with the "
                                      "unit's own name and wasm type), through llguidance."),
     allow_weak_isolation: bool = typer.Option(False, "--allow-weak-isolation", help=WEAK_HELP),
+    executor: str = typer.Option("local", "--executor", help=EXECUTOR_HELP + " Sampling stays here; judging goes "
+                                 "to the workers."),
+    ray_address: str = typer.Option(None, "--ray-address", help=RAY_ADDRESS_HELP),
 ) -> None:
     """Sample a model on a dataset split, judge every sample by execution, and report pass@k.
 
@@ -771,6 +786,7 @@ def eval_(
     if out is not None:
         check_output_dir(out)
     _weak(allow_weak_isolation)
+    _executor(executor, ray_address)
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # the weight-loading bar of a 5M model is noise here

@@ -153,7 +153,10 @@ class Sweep:
                 done[i] = json.loads(p.read_text())
         return done
 
-    def run(self, on_trial: Callable[[dict], None] | None = None) -> dict:
+    def run(self, on_trial: Callable[[dict], None] | None = None, at_once: int = 0) -> dict:
+        """Run the pending trials: one after another here, or `at_once` at a time on Ray (`executors.use`)."""
+        from . import executors
+
         self.check_settings()
         done = self.finished()
         for i in sorted(done):
@@ -162,20 +165,59 @@ class Sweep:
                            else t.get("seconds", 0) for t in done.values())
         t0 = time.monotonic()
         budget_stop = None
-        for i in range(len(self.trials)):
-            if i in done:
-                continue
-            spent = spent_before + time.monotonic() - t0
-            if self.cfg.budget_minutes and spent >= self.cfg.budget_minutes * 60:
-                left = len(self.trials) - len(done)
-                budget_stop = (f"time budget: {spent / 60:.1f} of {self.cfg.budget_minutes:g} minutes spent; "
-                               f"{left} planned trial(s) not started")
-                self.log(budget_stop)
-                break
-            done[i] = self.run_trial(i)
-            on_trial and on_trial(done[i])
+
+        def startable():
+            """The pending trials, each handed out only while the time budget allows starting one."""
+            nonlocal budget_stop
+            for i in range(len(self.trials)):
+                if i in done:
+                    continue
+                spent = spent_before + time.monotonic() - t0
+                if self.cfg.budget_minutes and spent >= self.cfg.budget_minutes * 60:
+                    left = len(self.trials) - len(done)
+                    budget_stop = (f"time budget: {spent / 60:.1f} of {self.cfg.budget_minutes:g} minutes spent; "
+                                   f"{left} planned trial(s) not started")
+                    self.log(budget_stop)
+                    return
+                yield i
+
+        if executors.current() == "ray":
+            results = self._on_ray(startable(), at_once)
+        else:
+            results = ((i, self.run_trial(i)) for i in startable())
+        for i, info in results:
+            done[i] = info
+            on_trial and on_trial(info)
             self.write_leaderboard(done, None)
         return self.write_leaderboard(done, budget_stop)
+
+    def _on_ray(self, trials, at_once: int):
+        """(trial, info) as trials finish on Ray workers, `at_once` in flight (0: one per CPU of the cluster).
+
+        The trial folders are written by the workers, so OUT must be on a filesystem every node sees.
+        A trial whose worker died on every retry is recorded as failed, like a training error.
+        """
+        from .executors import make_pool
+
+        pool = make_pool(at_once)
+        order: list[int] = []
+
+        def tasks():
+            for i in trials:
+                order.append(i)
+                self.log(f"trial {i}: sent to Ray")
+                yield (str(self.recipe), self.cfg.model_dump(), str(self.out), self.sets, i)
+
+        for n, info, err in pool.imap_unordered(_trial_on_worker, tasks(), window=pool.jobs):
+            i = order[n]
+            if err is not None:
+                info = {"trial": i, "params": self.trials[i], "status": "failed",
+                        "error": f"ray worker: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}",
+                        "seconds": {"total": 0.0}}
+                _write_json(self.tdir(i) / "trial.json", info)
+            self.log(f"trial {i}: {info['status']}")
+            yield i, info
+        pool.close()
 
     def write_leaderboard(self, done: dict[int, dict], budget_stop: str | None) -> dict:
         rows = sorted(done.values(), key=rank_key(self.cfg.metric))
@@ -234,11 +276,17 @@ def leaderboard_markdown(board: dict, params: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _trial_on_worker(task: tuple) -> dict:
+    """One trial on a Ray worker: the same `run_trial` as here, logging to the worker's log."""
+    recipe, cfg, out, sets, i = task
+    return Sweep(recipe, SweepConfig.model_validate(cfg), out, sets, log=print).run_trial(i)
+
+
 def run_sweep(recipe: str | Path, cfg: SweepConfig, out: str | Path, sets: list[str] | None = None, *,
               log: Callable[[str], None] = print, progress: Callable | None = None,
-              on_trial: Callable[[dict], None] | None = None) -> dict:
+              on_trial: Callable[[dict], None] | None = None, at_once: int = 0) -> dict:
     """Run or resume a sweep folder; returns the leaderboard. Raises SweepError (one line)."""
     try:
-        return Sweep(recipe, cfg, out, sets, log=log, progress=progress).run(on_trial)
+        return Sweep(recipe, cfg, out, sets, log=log, progress=progress).run(on_trial, at_once)
     except ConfigError as e:
         raise SweepError(str(e)) from None
