@@ -15,7 +15,7 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	# torch is pinned: on these machines 2.13.0 is a local CPU wheel; unpinned pulls GBs of CUDA.
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e ".[dev,scale]"
+	$(BIN)/pip install -q -e ".[dev,scale,gguf]"
 	touch $@
 
 # bubblewrap gives the sandbox real isolation (namespaces, a filesystem without host files).

@@ -158,3 +158,19 @@ def test_bad_input_is_one_line_error(run, tmp_path):
     shutil.rmtree(tmp_path / "full")
     r = runner.invoke(app, ["export", str(tmp_path), "--to", "merged", "-o", str(tmp_path / "m")])
     assert r.exit_code == 2 and "error:" in r.output and "not an HF model folder" in r.output
+
+
+def test_without_the_gguf_extra_gguf_is_one_line_naming_the_extra(run, tmp_path, monkeypatch):
+    import importlib.util
+    import sys
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "llama_cpp" else real(name, *a))
+    with pytest.raises(ExportError, match=r"pip install 'codehone\[gguf\]' \(no llama_cpp module\)"):
+        export(run, "gguf", tmp_path / "o", log=lambda m: None)
+    assert not (tmp_path / "o").exists()
+    monkeypatch.setitem(sys.modules, "llama_cpp", None)  # `import llama_cpp` now raises ImportError
+    from codehone.export.runtime import RuntimeLoadError
+
+    with pytest.raises(RuntimeLoadError, match=r"pip install 'codehone\[gguf\]'"):
+        GgufLM(tmp_path)

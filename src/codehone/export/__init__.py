@@ -46,6 +46,10 @@ def export(model: str | Path, to: str, out: str | Path, *, quant: str | None = N
     if quant is not None and to != "gguf":
         raise ExportError("--quant applies to --to gguf only")
     quant = (quant or "q8_0") if to == "gguf" else None
+    if to == "gguf":
+        from .gguf import require
+
+        require()
     out = Path(out)
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise ExportError(f"{out}: exists and is not empty (pass --overwrite to replace it)")

@@ -34,13 +34,25 @@ def cache_root() -> Path:
     return Path(os.environ.get("CODEHONE_CACHE") or Path.home() / ".cache" / "codehone") / "llama.cpp"
 
 
+GGUF_MISSING = "needs llama-cpp-python, the [gguf] extra: pip install 'codehone[gguf]'"
+
+
 def _installed_version() -> str:
     try:
         from importlib.metadata import version
 
         return version("llama-cpp-python")
     except Exception:
-        raise ExportError("--to gguf needs llama-cpp-python installed (pip install llama-cpp-python)") from None
+        raise ExportError(f"--to gguf {GGUF_MISSING}") from None
+
+
+def require() -> None:
+    """Fail in one line, before a model is loaded, when the [gguf] extra is not installed."""
+    import importlib.util
+
+    for mod in ("llama_cpp", "sentencepiece"):
+        if importlib.util.find_spec(mod) is None:
+            raise ExportError(f"--to gguf {GGUF_MISSING} (no {mod} module)")
 
 
 def _extract(sdist: Path, dest: Path) -> Path:

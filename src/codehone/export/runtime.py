@@ -282,7 +282,8 @@ class GgufLM(LM):
         try:
             import llama_cpp
         except ImportError:
-            raise RuntimeLoadError("the gguf backend needs llama-cpp-python (pip install llama-cpp-python)") from None
+            raise RuntimeLoadError("the gguf backend needs llama-cpp-python, the [gguf] extra: "
+                                   "pip install 'codehone[gguf]'") from None
         self.ll = llama_cpp
         self.file = find_gguf(path)
         self.threads = threads or os.cpu_count() or 1
