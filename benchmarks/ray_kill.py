@@ -3,6 +3,8 @@
 Three runs of the real CLI on the same corpus, compared unit by unit with a local run:
   * `worker killed`: SIGKILL to one Ray worker process (`ray::...`) while files are being mined;
     Ray retries its task on another worker, so the run must finish with every unit;
+  * `node lost + rerun`: SIGKILL to the raylet (the whole local node): the run stops with one
+    line and exit 1; the same command again resumes from the journal;
   * `run killed + rerun`: SIGKILL to the driver mid-run, then the same command again: the resume
     journal runs only the pending files;
   * the local baseline (`-j 2`).
@@ -35,9 +37,15 @@ def cmd(a, out: Path, *extra: str) -> list[str]:
             "-j", "2", *extra]
 
 
-def ray_workers() -> list[int]:
-    r = subprocess.run(["pgrep", "-f", "^ray::"], capture_output=True, text=True)
+def ray_workers(pattern: str = "^ray::_run_with_context") -> list[int]:
+    """Pids of Ray's task workers (`ray::<task>`), not its agents: killing `ray::DashboardAgent`
+    takes the raylet down with it, which is the node-lost case, measured as its own row."""
+    r = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True)
     return [int(p) for p in r.stdout.split()]
+
+
+def ray_stop() -> None:
+    subprocess.run([str(Path(sys.executable).with_name("ray")), "stop", "--force"], capture_output=True)
 
 
 def done_files(out: Path) -> int:
@@ -78,16 +86,37 @@ def main() -> None:
     # a Ray worker killed mid-run
     out = work / "worker-killed"
     t0 = time.monotonic()
-    proc = subprocess.Popen(cmd(a, out, "--executor", "ray"), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    proc = subprocess.Popen(cmd(a, out, "--executor", "ray"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             env=ENV)
     killed = "none (run ended first)"
     if wait_for_progress(proc, out, max(2, a.limit // 10)):
         workers = ray_workers()
         if workers:
             os.kill(workers[0], signal.SIGKILL)
-            killed = f"ray worker pid {workers[0]} at {done_files(out)} files done"
-    proc.wait()
-    rows.append(("ray, a worker killed", time.monotonic() - t0, killed, out))
+            killed = f"task worker pid {workers[0]} at {done_files(out)} files done"
+    rc = proc.wait()
+    rows.append(("ray, a task worker killed", time.monotonic() - t0, f"{killed}; exit {rc}", out))
+
+    # the raylet killed (the node is lost): the run stops, and the same command resumes
+    out = work / "node-lost"
+    t0 = time.monotonic()
+    errf = (work / "node-lost.stderr").open("w+b")
+    proc = subprocess.Popen(cmd(a, out, "--executor", "ray"), stdout=subprocess.DEVNULL, stderr=errf, env=ENV)
+    killed = "none (run ended first)"
+    if wait_for_progress(proc, out, a.limit // 3):
+        raylets = ray_workers("raylet")
+        if raylets:
+            os.kill(raylets[0], signal.SIGKILL)
+            killed = f"raylet SIGKILL at {done_files(out)} files done"
+    rc = proc.wait()
+    errf.seek(0)
+    err = errf.read().decode(errors="replace")
+    last = next((ln for ln in reversed(err.splitlines()) if ln.startswith("error:")), "")
+    ray_stop()
+    r2 = subprocess.run(cmd(a, out, "--executor", "ray"), capture_output=True, env=ENV)
+    rows.append(("ray, node lost + rerun", time.monotonic() - t0,
+                 f"{killed}; exit {rc} ({last[:60]}...); rerun exit {r2.returncode}", out))
+    ray_stop()
 
     # the whole run killed, then rerun
     out = work / "run-killed"
@@ -99,7 +128,7 @@ def main() -> None:
         killed = f"driver SIGKILL at {done_files(out)} files done, then rerun"
         os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    subprocess.run([str(Path(sys.executable).with_name("ray")), "stop", "--force"], capture_output=True)
+    ray_stop()
     subprocess.run(cmd(a, out, "--executor", "ray"), check=True, capture_output=True, env=ENV)
     rows.append(("ray, run killed + rerun", time.monotonic() - t0, killed, out))
 
